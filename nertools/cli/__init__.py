@@ -1,0 +1,1 @@
+"""Thin click wrappers, one module per command. The work is done in :mod:`nertools`."""

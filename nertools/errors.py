@@ -1,0 +1,49 @@
+"""Exceptions shared by every nertools module, and the exit codes the commands use.
+
+Exit codes (documented in README and nertools-format(5)):
+
+* 0  success
+* 1  failure (a runtime problem: a model that cannot load, a file that cannot be opened, ...)
+* 2  usage error (bad or missing options; click's own code)
+* 65 bad input data (broken JSON, spans out of range, unknown labels, empty input); the
+     value is ``EX_DATAERR`` from BSD's sysexits.h
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_DATA = 65
+
+
+class NertoolsError(Exception):
+    """A problem that a command reports as one line and exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+class DataError(NertoolsError):
+    """Bad input data. Carries the file name and the 1-based line number when known."""
+
+    exit_code = EXIT_DATA
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.message = message
+        self.path = path
+        self.line = line
+        super().__init__(self.__str__())
+
+    def located(self, path: str | None, line: int | None) -> "DataError":
+        """Return a copy that names ``path`` and ``line`` (keeps what is already set)."""
+        return DataError(self.message, path=self.path or path, line=self.line or line)
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None and self.line is not None:
+            where = f"{self.path}:{self.line}: "
+        elif self.path is not None:
+            where = f"{self.path}: "
+        elif self.line is not None:
+            where = f"line {self.line}: "
+        return f"{where}{self.message}"
