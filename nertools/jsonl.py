@@ -169,7 +169,11 @@ class RecordWriter:
             self._raw = raw
 
     def write(self, obj: Any) -> None:
-        self._buf += dumps(obj)
+        self.write_raw(dumps(obj))
+
+    def write_raw(self, data: bytes) -> None:
+        """Write one complete unit of output (a JSON line, a CoNLL sentence block) as-is."""
+        self._buf += data
         self.count += 1
         if len(self._buf) >= self._limit:
             self.flush()
