@@ -1,0 +1,101 @@
+"""ner-dictmatch: annotate records from an entity dictionary (GeNER's dictionary matching)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
+                                 on_error_option, output_option)
+from nertools.dictionary import AMBIGUOUS_CHOICES, Dictionary
+from nertools.dictmatch import DictionaryMatcher, annotate_records
+from nertools.errors import NertoolsError
+from nertools.jsonl import RecordWriter, display_name, read_jsonl
+from nertools.normalize import rules_without
+
+EXAMPLE = """\b
+Examples:
+  ner-dictmatch --dict gazetteer.tsv corpus.jsonl -o silver.jsonl
+  ner-retrieve query --index idx --label LOC --dict-out loc.tsv > /dev/null
+  ner-dictmatch --dict loc.tsv --ambiguous majority --drop-existing dev.jsonl | ner-eval -g dev.jsonl -p -
+  ner-dictmatch --dict diseases.tsv --no-rule 3 --no-rule 10 ncbi.jsonl    # keep lower-case names
+
+\b
+Dictionary: TSV phrase<TAB>label[<TAB>count] or JSONL {"phrase", "label", "count"}.
+Rules (all on, as in GeNER; --no-rule N turns one off):
+  1 split " and "   2 strip punctuation   3 drop all-lower-case   4 drop leading "the"
+  5 drop < 3 chars  6 drop stop words     7 drop type word/plural 8 abbreviations (Schwartz-Hearst)
+  9 no lower-case single-token match     10 extend to enclosing capitalised words
+"""
+
+
+def _parse_type_words(specs) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise click.BadParameter(f"{spec!r} is not LABEL=WORD[,WORD...]", param_hint="--type-word")
+        label, words = spec.split("=", 1)
+        out[label.strip()] = ",".join(filter(None, [out.get(label.strip()), words.strip()]))
+    return out
+
+
+@click.command("ner-dictmatch", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
+@input_argument()
+@output_option()
+@click.option("--dict", "dict_path", required=True, type=click.Path(allow_dash=False, dir_okay=False),
+              help="Dictionary file: TSV phrase<TAB>label[<TAB>count] or JSONL (.gz ok).")
+@click.option("--case-sensitive", is_flag=True, help="Match case exactly (default: ignore case).")
+@click.option("--ambiguous", type=click.Choice(AMBIGUOUS_CHOICES), default="sample", show_default=True,
+              help="A phrase listed with several labels: draw one label per phrase in proportion "
+                   "to the counts (seeded), take the most frequent, or skip the phrase.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --ambiguous sample.")
+@click.option("--overwrite", is_flag=True,
+              help="Matches replace overlapping spans already on a record (default: keep them).")
+@click.option("--drop-existing", is_flag=True, help="Remove every span already on a record first.")
+@click.option("--no-rule", "no_rules", type=click.IntRange(1, 10), multiple=True, metavar="N",
+              help="Turn normalisation rule N (1-10) off; repeatable. See the list below.")
+@click.option("--min-chars", type=click.IntRange(0), default=3, show_default=True,
+              help="Rule 5's minimum phrase length in characters.")
+@click.option("--type-word", "type_words", multiple=True, metavar="LABEL=WORD[,WORD]",
+              help="Type words rule 7 drops for LABEL (besides the default label word, "
+                   "e.g. LOC -> location); repeatable.")
+@click.option("--strict", is_flag=True,
+              help="Fully validate every record (default: canonical records take a fast path "
+                   "that checks structure and the tokens of new spans only).")
+@on_error_option()
+@nertools_command("ner-dictmatch")
+def main(input, output, dict_path, case_sensitive, ambiguous, seed, overwrite, drop_existing,
+         no_rules, min_chars, type_words, strict, on_error):
+    """Annotate JSONL records with the phrases of an entity dictionary.
+
+    Longest match at each token, left to right, non-overlapping, case-insensitive by default;
+    spans already on the records are kept unless --overwrite. Phrases are normalised by
+    GeNER's rules; new spans carry "source": "dictmatch" (or "dictmatch-abbrev" for rule 8).
+    """
+    policy = make_policy(on_error)
+    try:
+        rules = rules_without(no_rules)
+    except ValueError as e:  # pragma: no cover - IntRange already checks
+        raise NertoolsError(str(e)) from None
+    if 5 not in no_rules:
+        rules = type(rules)(**{**rules.__dict__, "min_chars": min_chars})
+    t0 = time.perf_counter()
+    dictionary = Dictionary.load(dict_path, case_sensitive=case_sensitive, rules=rules,
+                                 type_words=_parse_type_words(type_words), ambiguous=ambiguous,
+                                 seed=seed)
+    click.echo(f"ner-dictmatch: {len(dictionary)} phrases, {len(dictionary.labels)} label(s) "
+               f"from {dictionary.lines_read} lines ({dictionary.phrases_dropped} dropped by the "
+               f"rules, {dictionary.ambiguous_phrases} ambiguous) in "
+               f"{time.perf_counter() - t0:.1f}s", err=True)
+    matcher = DictionaryMatcher(dictionary, overwrite=overwrite, drop_existing=drop_existing)
+    t1 = time.perf_counter()
+    with RecordWriter(output) as out:
+        for rec in annotate_records(matcher, read_jsonl(input, policy=policy),
+                                    name=display_name(input), strict=strict,
+                                    policy=policy if on_error != "fail" else None):
+            out.write(rec)
+    dt = time.perf_counter() - t1
+    click.echo(f"ner-dictmatch: {matcher.matches} spans in {matcher.records} records "
+               f"({matcher.tokens} tokens, {matcher.tokens / max(dt, 1e-9):,.0f} tokens/s)", err=True)
+    policy.report("ner-dictmatch")
