@@ -13,6 +13,7 @@ and can be forced with ``kind=``.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import os
@@ -124,6 +125,11 @@ def detect_kind(config) -> str:
         if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel") and "Bert" not in arch:
             return CAUSAL
     mtype = getattr(config, "model_type", None)
+    archs = getattr(config, "architectures", None) or []
+    if archs and all(a.endswith("Model") and not a.endswith("LMHeadModel") for a in archs):
+        # a bare encoder/decoder saved without any language-model head (e.g. BertModel)
+        raise NertoolsError(f"model architecture {', '.join(archs)} has no language-model head: it is "
+                            "neither a masked nor a causal language model")
     if getattr(config, "is_decoder", False) and mtype in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return CAUSAL
     if mtype in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
@@ -131,6 +137,69 @@ def detect_kind(config) -> str:
     if mtype in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return CAUSAL
     raise NertoolsError(f"model type {mtype!r} is neither a masked nor a causal language model")
+
+
+#: File whose presence marks a complete de-quantised GGUF cache folder.
+CACHE_MARKER = "nertools-cache-complete"
+
+
+def gguf_cache_dir(gguf_path: str) -> Path | None:
+    """Folder for the de-quantised copy of a GGUF model, or ``None`` when caching is off.
+
+    Loading a GGUF file de-quantises every tensor (20-40 s for a 100-300 M model); the first
+    load saves the result as an ordinary Hugging Face folder under
+    ``$NERTOOLS_CACHE`` (default ``~/.cache/nertools``)``/models/<file>-<size>/`` and later
+    loads read that. ``NERTOOLS_MODEL_CACHE=0`` turns caching off.
+    """
+    if os.environ.get("NERTOOLS_MODEL_CACHE", "1").strip().lower() in ("0", "no", "false", "off"):
+        return None
+    p = Path(gguf_path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return None
+    root = Path(os.environ.get("NERTOOLS_CACHE") or Path.home() / ".cache" / "nertools")
+    return root / "models" / f"{p.stem}-{size}"
+
+
+def _save_gguf_cache(cls, model, tokenizer, target: Path) -> None:
+    """Save a GGUF-loaded model as a plain folder (best effort: a failure only costs speed).
+
+    ``save_pretrained`` refuses GGUF-loaded models, so the weights are copied into a fresh
+    model built from the same config. The folder is written beside ``target`` and renamed
+    into place, so concurrent loads never see half a cache.
+    """
+    import shutil
+    import tempfile
+
+    import torch
+
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=target.parent)
+        config = copy.deepcopy(model.config)
+        config.dtype = torch.float32
+        with torch.device("meta"):
+            fresh = cls.from_config(config)
+        fresh.load_state_dict({k: v.detach().to(torch.float32) for k, v in model.state_dict().items()},
+                              assign=True)
+        fresh.tie_weights()
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / CACHE_MARKER).write_text("ok\n")
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        tmp = None
+    except Exception as e:  # noqa: BLE001 - caching is an optimisation, never a failure
+        import sys
+
+        print(f"nertools: note: could not cache the de-quantised model in {target}: {e}",
+              file=sys.stderr)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
@@ -162,13 +231,18 @@ def load_lm(name: str, *, device: str = "auto", dtype: str = "auto", kind: str |
 
     path = resolve_model_path(name)
     gg = split_gguf(path)
-    config = load_config(name)
+    cached = gguf_cache_dir(path) if gg else None
+    use_cache = cached is not None and (cached / CACHE_MARKER).is_file()
+    # reading a GGUF's config parses the whole file (slow): prefer the cached folder's
+    config = load_config(str(cached) if use_cache else name)
     kind = kind or detect_kind(config)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     cls = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
     kwargs: dict[str, Any] = {}
-    if gg:
+    if use_cache:
+        src = str(cached)  # de-quantised copy saved by an earlier load: no GGUF parsing
+    elif gg:
         folder, fname = gg
         kwargs["gguf_file"] = fname
         src = folder
@@ -179,6 +253,8 @@ def load_lm(name: str, *, device: str = "auto", dtype: str = "auto", kind: str |
         model = cls.from_pretrained(src, dtype=dt, **kwargs)
     except (OSError, ValueError, ImportError) as e:
         raise NertoolsError(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+    if cached is not None and "gguf_file" in kwargs:
+        _save_gguf_cache(cls, model, tokenizer, cached)
     model.to(dev)
     model.eval()
     return LoadedLM(model=model, tokenizer=tokenizer, kind=kind, device=dev, dtype=dt, name=name)

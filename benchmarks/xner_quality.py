@@ -1,0 +1,240 @@
+"""X-NER span-mining quality with causal LMs: precision@K per label on CoNLL-2003 train.
+
+A fixed random sample of ``../shared/data/conll2003/train.jsonl`` sentences (<= 30 tokens,
+the paper's cap; ``random.Random(seed)``) gets the official candidates (``nertools.spans``)
+and is scored against the paper's seeds (PER "Masaki Yoshida", LOC "Singapore", ORG "Boston
+Celtics", MISC "Japanese"). K is the same fraction of candidates as the paper's P@1000 on the
+full train set: ``K = round(1000 * sample candidates / full-train candidates)`` (~0.9%).
+
+One scoring pass (``rows="all"`` with per-row details at every ``--temperatures``) yields
+every divergence variant: 1-way / 2-way x rows "next" (only the position right after the
+span, + template rows) / "all" (every right-context position) x temperature; further passes
+give cosine and prompt. Each variant's ranking is evaluated
+
+* ``raw``: every candidate ranked by its score for the label;
+* ``nms``: per sentence, a candidate overlapping a better-scored one (same label) is dropped;
+* ``fix``: the name-boundary rule of ``nertools.pseudo`` for PER, then ``nms``;
+* ``fix*``: the boundary rule for every label, then ``nms``;
+* ``pseudo``: what ``ner-pseudo --top-k K`` emits (best label only, overlaps resolved across
+  labels, boundary rule for PER).
+
+A pick is correct when a gold span of that label has exactly its boundaries.
+
+    python benchmarks/xner_quality.py --model smollm2-135m --sentences 453
+    python benchmarks/xner_quality.py --model gemma-3-270m --sentences 267
+
+Writes ``benchmarks/out/xner_quality-<model>-<n>.json`` and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TRAIN = SHARED / "data" / "conll2003" / "train.jsonl"
+LABELS = ("PER", "LOC", "ORG", "MISC")
+
+
+def load_sample(n: int, seed: int, max_tokens: int = 30):
+    from nertools.jsonl import read_records
+    from nertools.spans import SpanRules, add_candidates
+
+    rules = SpanRules(max_tokens=max_tokens)
+    records = list(add_candidates(read_records(TRAIN), rules))
+    total = sum(len(r["candidates"]) for r in records)
+    pool = [r for r in records if len(r["tokens"]) <= max_tokens]
+    sample = random.Random(seed).sample(pool, n)
+    return sample, total
+
+
+def gold_set(records):
+    gold = set()
+    for ri, r in enumerate(records):
+        for s in r["spans"]:
+            gold.add((ri, s["token_start"], s["token_end"], s["label"]))
+    return gold
+
+
+def precision_at_k(records, scores, gold, k, mode):
+    """scores: list per record of list per candidate of {label: score}."""
+    from nertools.pseudo import Selection, demote_partial_names, resolve_overlaps, sentence_picks
+
+    out = {}
+    if mode == "pseudo":
+        picks = []
+        for ri, r in enumerate(records):
+            rr = dict(r)
+            rr["candidates"] = [dict(c, scores=s) for c, s in zip(r["candidates"], scores[ri])]
+            sel = Selection(top_k=k, labels=LABELS, boundary_labels=("PER",))
+            picks += [(ri, c, lab, v) for c, lab, v in sentence_picks(rr, sel)]
+        for lab in LABELS:
+            top = sorted((v, ri, c) for ri, c, l2, v in picks if l2 == lab)[:k]
+            hits = sum((ri, records[ri]["candidates"][c]["token_start"],
+                        records[ri]["candidates"][c]["token_end"], lab) in gold for _, ri, c in top)
+            out[lab] = 100.0 * hits / k
+        return out
+    for lab in LABELS:
+        ranked = []
+        for ri, r in enumerate(records):
+            cands = r["candidates"]
+            sc = scores[ri]
+            if mode in ("fix", "fix*") and (lab == "PER" or mode == "fix*"):
+                sc = demote_partial_names(r, sc, [lab])
+            picks = [(c, lab, sc[c][lab]) for c in range(len(cands))]
+            if mode != "raw":
+                picks = resolve_overlaps(cands, picks)
+            ranked += [(v, ri, c) for c, _, v in picks]
+        ranked.sort()
+        top = ranked[:k]
+        hits = sum((ri, records[ri]["candidates"][c]["token_start"],
+                    records[ri]["candidates"][c]["token_end"], lab) in gold for _, ri, c in top)
+        out[lab] = 100.0 * hits / k
+    return out
+
+
+def variants_from_details(scored, temps):
+    """Per variant name: scores[record][candidate][label]."""
+    out = {}
+    for t in temps:
+        for way in ("1way", "2way"):
+            for rows in ("next", "all"):
+                name = f"{way}-{rows}-T{t:g}"
+                per_rec = []
+                for r in scored:
+                    per_c = []
+                    for c in r["candidates"]:
+                        d = {}
+                        for lab in LABELS:
+                            row = c["divergence_rows"][lab][str(float(t))]
+                            s = row["sentence"] if rows == "all" else row["sentence"][:1]
+                            if way == "1way":
+                                d[lab] = float(np.mean(s))
+                            else:
+                                d[lab] = (sum(s) + row["template_sum"]) / (len(s) + row["template_n"])
+                        per_c.append(d)
+                    per_rec.append(per_c)
+                out[name] = per_rec
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--sentences", type=int, default=453)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--temperatures", default="2,1", help="comma-separated; the first is the pass's own")
+    ap.add_argument("--methods", default="divergence,cosine,prompt")
+    ap.add_argument("--batch-tokens", type=int, default=2048)
+    ap.add_argument("--all-rows-sentences", type=int, default=0,
+                    help="also compare rows next/all on the first N sample sentences")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from nertools.causal_divergence import CausalDivergenceScorer
+    from nertools.models import load_lm
+    from nertools.seeds import PAPER_SEEDS, Seed
+
+    torch.set_num_threads(args.threads)
+    if not TRAIN.is_file():
+        sys.exit(f"missing {TRAIN}")
+    records, total = load_sample(args.sentences, args.seed)
+    n_cands = sum(len(r["candidates"]) for r in records)
+    k = max(1, round(1000 * n_cands / total))
+    print(f"# {args.model}: {len(records)} sentences, {n_cands} candidates (full train {total}); "
+          f"K = {k}", file=sys.stderr, flush=True)
+    t0 = time.time()
+    lm = load_lm(args.model, device="cpu", dtype="float32")
+    load_s = time.time() - t0
+    seeds = [Seed.make(lab, txt) for lab, txt in PAPER_SEEDS["conll2003"].items()]
+    gold = gold_set(records)
+    temps = [float(x) for x in args.temperatures.split(",")]
+    variants = {}
+    timings = {}
+    methods = args.methods.split(",")
+    if "divergence" in methods:
+        # rows="next" pass, every temperature: 1-way and 2-way, the default row choice
+        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows="next", temperature=temps[0],
+                                    extra_temperatures=temps[1:], row_details=True,
+                                    batch_tokens=args.batch_tokens, progress=True)
+        t = time.time()
+        scored = list(sc.score_records(copy.deepcopy(records)))
+        timings["2way next (2 temperatures, details)"] = n_cands / (time.time() - t)
+        variants.update({k2: v for k2, v in variants_from_details(scored, temps).items()
+                         if "-next-" in k2})
+        del scored
+    subset_results = {}
+    if args.all_rows_sentences:
+        # rows="all" is far slower: compare the row choices on the first N sample sentences
+        sub = records[:args.all_rows_sentences]
+        sub_cands = sum(len(r["candidates"]) for r in sub)
+        sub_k = max(1, round(1000 * sub_cands / total))
+        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows="all", temperature=temps[0],
+                                    extra_temperatures=temps[1:], row_details=True,
+                                    batch_tokens=args.batch_tokens, progress=True)
+        t = time.time()
+        scored = list(sc.score_records(copy.deepcopy(sub)))
+        timings["2way all (2 temperatures, details)"] = sub_cands / (time.time() - t)
+        sub_gold = gold_set(sub)
+        for name, scores in variants_from_details(scored, temps).items():
+            subset_results[name] = {mode: precision_at_k(sub, scores, sub_gold, sub_k, mode)
+                                    for mode in ("raw", "nms", "fix")}
+        subset_results["_meta"] = {"sentences": len(sub), "candidates": sub_cands, "K": sub_k}
+        del scored
+    for method in ("cosine", "prompt"):
+        if method not in methods:
+            continue
+        sc = CausalDivergenceScorer(lm, seeds, method=method, temperature=1.0,
+                                    batch_tokens=args.batch_tokens, progress=True)
+        t = time.time()
+        scored = list(sc.score_records(copy.deepcopy(records)))
+        timings[method] = n_cands / (time.time() - t)
+        variants[method] = [[c["scores"] for c in r["candidates"]] for r in scored]
+    results = {}
+    for name, scores in variants.items():
+        results[name] = {mode: precision_at_k(records, scores, gold, k, mode)
+                         for mode in ("raw", "nms", "fix", "fix*", "pseudo")}
+    summary = {"model": args.model, "sentences": len(records), "candidates": n_cands,
+               "full_train_candidates": total, "K": k, "seed": args.seed, "load_s": load_s,
+               "spans_per_s": timings, "precision_at_k": results,
+               "row_choice_subset": subset_results,
+               "command": "python benchmarks/xner_quality.py " + " ".join(argv or sys.argv[1:])}
+    out = Path(args.out or ROOT / "benchmarks" / "out" / f"xner_quality-{args.model}-{len(records)}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    print(f"\n{args.model}, {len(records)} sentences, {n_cands} candidates, K = {k} "
+          f"(P@K in %, PER/LOC/ORG/MISC)\n")
+    print("| variant | raw | nms | fix (PER) | fix (all) | ner-pseudo |")
+    print("|---|---|---|---|---|---|")
+    for name, res in results.items():
+        cells = [" / ".join(f"{res[m][lab]:.0f}" for lab in LABELS) for m in ("raw", "nms", "fix", "fix*", "pseudo")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if subset_results:
+        meta = subset_results["_meta"]
+        print(f"\nRow choice on the first {meta['sentences']} sentences ({meta['candidates']} "
+              f"candidates, K = {meta['K']}):\n")
+        print("| variant | raw | nms | fix (PER) |")
+        print("|---|---|---|---|")
+        for name, res in subset_results.items():
+            if name == "_meta":
+                continue
+            cells = [" / ".join(f"{res[m][lab]:.0f}" for lab in LABELS) for m in ("raw", "nms", "fix")]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nspans/s: " + ", ".join(f"{k2} {v:.1f}" for k2, v in timings.items()))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
