@@ -1,0 +1,55 @@
+"""ner-tag: apply a trained tagger to a stream of records."""
+
+from __future__ import annotations
+
+import click
+
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
+                                 on_error_option, output_option)
+from nertools.jsonl import RecordWriter, read_records
+
+EXAMPLE = """\b
+Examples:
+  ner-tag --model tagger corpus.jsonl -o tagged.jsonl
+  echo '{"text": "Masaki Yoshida visited Singapore."}' | ner-tag --model tagger
+  ner-tag --model tagger --threshold 0.8 dev.jsonl | ner-eval --gold dev.jsonl --pred -
+"""
+
+
+@click.command("ner-tag", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
+@input_argument()
+@output_option()
+@click.option("--model", required=True, type=click.Path(file_okay=False),
+              help="Model directory written by ner-selftrain.")
+@click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Drop predicted spans whose score (mean probability of their tags) is lower.")
+@click.option("--max-tokens", default=8192, show_default=True, type=click.IntRange(16),
+              help="Token budget of a batch (batch size x padded length).")
+@click.option("--chunk", default=512, show_default=True, type=click.IntRange(1),
+              help="Records read ahead and batched together (output keeps input order).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--dtype", default="auto", show_default=True,
+              type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              help="Weights dtype; auto = bf16 (else fp16) on CUDA, float32 on CPU.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads for torch.")
+@on_error_option()
+@nertools_command("ner-tag")
+def main(input, output, model, threshold, max_tokens, chunk, device, dtype, threads, on_error):
+    """Tag records with a trained tagger: each record's `spans` is replaced by the predicted
+    entities, {"start","end","token_start","token_end","label","score","source":"ner-tag"}.
+
+    Records are streamed, batched by --max-tokens, and written in input order with every
+    other field kept. Sentences longer than the model window are split into overlapping
+    windows and merged back (each word is taken from the window where it has most context).
+    """
+    from nertools.models import set_threads
+    from nertools.tagger import Tagger
+
+    set_threads(threads)
+    policy = make_policy(on_error)
+    tagger = Tagger.load(model, device=device, dtype=dtype)
+    with RecordWriter(output) as out:
+        for rec in tagger.tag(read_records(input, policy=policy), threshold=threshold,
+                              max_tokens=max_tokens, chunk=chunk):
+            out.write(rec)
+    policy.report("ner-tag")
