@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from nertools.errors import DataError
-from nertools.jsonl import ErrorPolicy, RecordWriter, display_name, dumps, open_binary_input, read_jsonl
+from nertools.jsonl import (ErrorPolicy, RecordWriter, display_name, dumps, open_binary_input, read_converted,
+                            read_jsonl)
 from nertools.record import default_tokenize, make_span, normalize_record, tokens_from_words
 from nertools.tags import SchemeDetector, canonical_scheme, check_tag, decode, encode
 
@@ -63,19 +64,8 @@ SEPARATORS = {"tab": "\t", "space": " "}
 def _read_json_format(path, to_record: Callable[[Any, str], dict], policy: ErrorPolicy | None,
                       id_prefix: str, allow_empty: bool) -> Iterator[dict]:
     """Records from a JSONL file whose lines ``to_record(obj, default_id)`` converts."""
-    policy = policy or ErrorPolicy()
-    name = display_name(path)
-    good = 0
-    for lineno, obj in read_jsonl(path, policy=policy, allow_empty=True):
-        try:
-            rec = to_record(obj, f"{id_prefix}{lineno}")
-        except DataError as e:
-            policy.handle(e.located(name, lineno))
-            continue
-        good += 1
-        yield rec
-    if good == 0 and not allow_empty:
-        raise DataError("no records (empty input)", path=name)
+    return read_converted(path, lambda obj, lineno: to_record(obj, f"{id_prefix}{lineno}"),
+                          policy=policy, allow_empty=allow_empty)
 
 
 def _with_scheme(items: Iterator, tags_of: Callable[[Any], Sequence[str]], scheme: str,

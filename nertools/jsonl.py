@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -108,6 +108,29 @@ def read_jsonl(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
         raise DataError("no records (empty input)", path=name)
 
 
+def read_converted(path: str | os.PathLike, convert: Callable[[Any, int], Any], *,
+                   policy: ErrorPolicy | None = None, allow_empty: bool = False) -> Iterator[Any]:
+    """Yield ``convert(obj, line_number)`` for each JSON line of ``path``.
+
+    A :class:`DataError` raised by ``convert`` is located at the file and line and handled by
+    ``policy`` (raised, or counted and skipped). An input with no good records raises unless
+    ``allow_empty``. This is the loop under every JSON-based reader of nertools.
+    """
+    policy = policy or ErrorPolicy()
+    name = display_name(path)
+    good = 0
+    for lineno, obj in read_jsonl(path, policy=policy, allow_empty=True):
+        try:
+            item = convert(obj, lineno)
+        except DataError as e:
+            policy.handle(e.located(name, lineno))
+            continue
+        good += 1
+        yield item
+    if good == 0 and not allow_empty:
+        raise DataError("no records (empty input)", path=name)
+
+
 def read_records(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
                  labels: Iterable[str] | None = None, allow_empty: bool = False,
                  normalize: bool = True, **normalize_kwargs: Any) -> Iterator[dict]:
@@ -116,24 +139,14 @@ def read_records(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
     Invalid records raise :class:`DataError` with file and line, or are skipped per
     ``policy``. A record without ``id`` gets its 1-based line number as id.
     """
-    policy = policy or ErrorPolicy()
-    name = display_name(path)
     label_set = frozenset(labels) if labels is not None else None
-    good = 0
-    for lineno, obj in read_jsonl(path, policy=policy, allow_empty=True):
+
+    def convert(obj: Any, lineno: int) -> Any:
         if not normalize:
-            good += 1
-            yield obj
-            continue
-        try:
-            rec = normalize_record(obj, labels=label_set, default_id=str(lineno), **normalize_kwargs)
-        except DataError as e:
-            policy.handle(e.located(name, lineno))
-            continue
-        good += 1
-        yield rec
-    if good == 0 and not allow_empty:
-        raise DataError("no records (empty input)", path=name)
+            return obj
+        return normalize_record(obj, labels=label_set, default_id=str(lineno), **normalize_kwargs)
+
+    return read_converted(path, convert, policy=policy, allow_empty=allow_empty)
 
 
 def dumps(obj: Any) -> bytes:

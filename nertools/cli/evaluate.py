@@ -13,7 +13,7 @@ from nertools.evaluate import MISSING_CHOICES, evaluate, evaluate_ranked
 EXAMPLE = """\b
 Examples:
   ner-eval --gold dev.jsonl --pred tagged.jsonl
-  ner-tag model/ dev.jsonl | ner-eval --gold dev.jsonl --pred - --json > scores.json
+  ner-tag --model model/ dev.jsonl | ner-eval --gold dev.jsonl --pred - --json > scores.json
   ner-eval --gold dev.jsonl --pred partial.jsonl --missing empty
   ner-eval --ranked --gold train.jsonl --pred scored.jsonl --k 50 --k 100 --k-frac 0.009
 """
