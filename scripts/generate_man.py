@@ -94,15 +94,19 @@ def see_also(names: list[str]) -> list[str]:
                                        for n in names)]
 
 
-def render_command(name: str, command: click.Command, all_names: list[str]) -> str:
-    ctx = click.Context(command, info_name=name)
+def render_command(name: str, command: click.Command, all_names: list[str],
+                   invocation: str | None = None) -> str:
+    """The man page of one command; ``invocation`` is how it is typed (a subcommand of a
+    group is typed ``ner-retrieve index`` but its page is ``ner-retrieve-index``)."""
+    invocation = invocation or name
+    ctx = click.Context(command, info_name=invocation)
     help_text = inspect.cleandoc(command.help or "")
     paras = paragraphs(help_text)
     summary = paras[0].replace("\n", " ").strip().rstrip(".") if paras else name
     lines = header(name, 1, summary)
 
     # SYNOPSIS: the command, its required options, then click's usage pieces
-    synopsis = [f".B {esc(name)}"]
+    synopsis = [f".B {esc(invocation)}"]
     for p in command.get_params(ctx):
         if isinstance(p, click.Option) and p.required:
             synopsis.append(f".B {esc(p.opts[-1])}")
@@ -162,7 +166,13 @@ def pages() -> tuple[dict[str, str], list[str]]:
                 skipped.append(name)
                 continue
             raise
-        out[f"{name}.1"] = render_command(name, getattr(module, attr), names)
+        command = getattr(module, attr)
+        out[f"{name}.1"] = render_command(name, command, names)
+        if isinstance(command, click.Group):
+            # one page per subcommand, git-style: ner-retrieve-index(1)
+            for sub_name, sub in sorted(command.commands.items()):
+                page = f"{name}-{sub_name}"
+                out[f"{page}.1"] = render_command(page, sub, names + [name], f"{name} {sub_name}")
     return out, skipped
 
 
