@@ -98,31 +98,14 @@ def make_question(label: str, text: str | None = None, type_word: str | None = N
 def read_questions(path: str) -> list[Question]:
     """Questions file: ``LABEL<TAB>QUESTION`` lines (a line with only LABEL uses the template)
     or JSONL ``{"label": "LOC", "question": "Which city?"}``; several per label are allowed."""
-    out = []
-    name = display_name(path)
-    from nertools.jsonl import read_text_lines
+    from nertools.jsonl import read_small_table
 
-    for lineno, line in enumerate(read_text_lines(path), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            if line.lstrip().startswith("{"):
-                obj = orjson.loads(line)
-                if not isinstance(obj, dict):
-                    raise DataError("expected a JSON object")
-                out.append(make_question(str(obj.get("label", "")), obj.get("question"),
-                                         obj.get("type_word")))
-            else:
-                parts = line.split("\t")
-                out.append(make_question(parts[0], parts[1] if len(parts) > 1 else None,
-                                         parts[2] if len(parts) > 2 else None))
-        except orjson.JSONDecodeError as e:
-            raise DataError(f"broken JSON: {e}", path=name, line=lineno) from None
-        except DataError as e:
-            raise e.located(name, lineno) from None
-    if not out:
-        raise DataError("no questions in file", path=name)
-    return out
+    return read_small_table(
+        path,
+        lambda obj: make_question(str(obj.get("label", "")), obj.get("question"), obj.get("type_word")),
+        lambda parts: make_question(parts[0], parts[1] if len(parts) > 1 else None,
+                                    parts[2] if len(parts) > 2 else None),
+        what="questions")
 
 
 # --------------------------------------------------------------------------- encoder

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-import orjson
-
 from nertools.errors import DataError
 
 #: Label words for the usual label sets (CoNLL, OntoNotes-style, WNUT).
@@ -59,34 +57,23 @@ def parse_seed(spec: str) -> Seed:
     return Seed.make(label, text)
 
 
+def _seed_from_fields(parts: list[str]) -> Seed:
+    if len(parts) < 2:
+        raise DataError("expected LABEL<TAB>SEED[<TAB>LABEL WORD]")
+    return Seed.make(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+
+
+def _seed_from_json(obj: dict) -> Seed:
+    return Seed.make(str(obj.get("label", "")), str(obj.get("seed", obj.get("text", ""))),
+                     obj.get("label_word"))
+
+
 def read_seeds_file(path: str) -> list[Seed]:
-    seeds = []
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot open seeds file: {e.strerror}", path=path) from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                if line.lstrip().startswith("{"):
-                    obj = orjson.loads(line)
-                    seeds.append(Seed.make(str(obj.get("label", "")), str(obj.get("seed", obj.get("text", ""))),
-                                           obj.get("label_word")))
-                else:
-                    parts = line.split("\t")
-                    if len(parts) < 2:
-                        raise DataError("expected LABEL<TAB>SEED[<TAB>LABEL WORD]")
-                    seeds.append(Seed.make(parts[0], parts[1], parts[2] if len(parts) > 2 else None))
-            except orjson.JSONDecodeError as e:
-                raise DataError(f"broken JSON: {e}", path=path, line=lineno) from None
-            except DataError as e:
-                raise e.located(path, lineno) from None
-    if not seeds:
-        raise DataError("no seeds in file", path=path)
-    return seeds
+    """Seeds, one per line: ``LABEL<TAB>SEED[<TAB>LABEL WORD]`` or JSONL
+    ``{"label", "seed", "label_word"}``; ``#`` comments; ``-`` and ``.gz`` work."""
+    from nertools.jsonl import read_small_table
+
+    return read_small_table(path, _seed_from_json, _seed_from_fields, what="seeds")
 
 
 def collect_seeds(specs: Iterable[str] = (), files: Iterable[str] = ()) -> list[Seed]:
