@@ -164,14 +164,19 @@ def main(argv=None):
     variants = {}
     timings = {}
     methods = args.methods.split(",")
-    if "divergence" in methods:
-        # rows="next" pass, every temperature: 1-way and 2-way, the default row choice
-        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows="next", temperature=temps[0],
+
+    def score_2way(rows: str, recs: list, n: int) -> list:
+        """2-way scores with per-row details at every temperature; records the span rate."""
+        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows=rows, temperature=temps[0],
                                     extra_temperatures=temps[1:], row_details=True,
                                     batch_tokens=args.batch_tokens, progress=True)
         t = time.time()
-        scored = list(sc.score_records(copy.deepcopy(records)))
-        timings["2way next (2 temperatures, details)"] = n_cands / (time.time() - t)
+        out = list(sc.score_records(copy.deepcopy(recs)))
+        timings[f"2way {rows} (2 temperatures, details)"] = n / (time.time() - t)
+        return out
+    if "divergence" in methods:
+        # rows="next" pass, every temperature: 1-way and 2-way, the default row choice
+        scored = score_2way("next", records, n_cands)
         variants.update({k2: v for k2, v in variants_from_details(scored, temps).items()
                          if "-next-" in k2})
         del scored
@@ -181,12 +186,7 @@ def main(argv=None):
         sub = records[:args.all_rows_sentences]
         sub_cands = sum(len(r["candidates"]) for r in sub)
         sub_k = max(1, round(1000 * sub_cands / total))
-        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows="all", temperature=temps[0],
-                                    extra_temperatures=temps[1:], row_details=True,
-                                    batch_tokens=args.batch_tokens, progress=True)
-        t = time.time()
-        scored = list(sc.score_records(copy.deepcopy(sub)))
-        timings["2way all (2 temperatures, details)"] = sub_cands / (time.time() - t)
+        scored = score_2way("all", sub, sub_cands)
         sub_gold = gold_set(sub)
         for name, scores in variants_from_details(scored, temps).items():
             subset_results[name] = {mode: precision_at_k(sub, scores, sub_gold, sub_k, mode)
