@@ -15,8 +15,9 @@ give cosine and prompt. Each variant's ranking is evaluated
 * ``nms``: per sentence, a candidate overlapping a better-scored one (same label) is dropped;
 * ``fix``: the name-boundary rule of ``nertools.pseudo`` for PER, then ``nms``;
 * ``fix*``: the boundary rule for every label, then ``nms``;
-* ``pseudo``: what ``ner-pseudo --top-k K`` emits (best label only, overlaps resolved across
-  labels, boundary rule for PER).
+* ``pseudo``: what ``ner-pseudo --top-k K --normalize none`` emits (best label only, overlaps
+  resolved across labels, boundary rule for PER); ``pseudo-rank``: the same with
+  ``--normalize rank`` (the default).
 
 A pick is correct when a gold span of that label has exactly its boundaries.
 
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TRAIN = SHARED / "data" / "conll2003" / "train.jsonl"
 LABELS = ("PER", "LOC", "ORG", "MISC")
+MODES = ("raw", "nms", "fix", "fix*", "pseudo", "pseudo-rank")
 
 
 def load_sample(n: int, seed: int, max_tokens: int = 30):
@@ -67,16 +69,19 @@ def gold_set(records):
 
 def precision_at_k(records, scores, gold, k, mode):
     """scores: list per record of list per candidate of {label: score}."""
-    from nertools.pseudo import Selection, demote_partial_names, resolve_overlaps, sentence_picks
+    from nertools.pseudo import (LabelNormalizer, Selection, demote_partial_names, resolve_overlaps,
+                                 sentence_picks)
 
     out = {}
-    if mode == "pseudo":
+    if mode.startswith("pseudo"):
+        norm = {"pseudo": "none", "pseudo-rank": "rank"}[mode]
+        scored = [dict(r, candidates=[dict(c, scores=s) for c, s in zip(r["candidates"], scores[ri])])
+                  for ri, r in enumerate(records)]
+        sel = Selection(top_k=k, labels=LABELS, boundary_labels=("PER",), normalize=norm)
+        normalizer = None if norm == "none" else LabelNormalizer.fit(norm, scored, LABELS)
         picks = []
-        for ri, r in enumerate(records):
-            rr = dict(r)
-            rr["candidates"] = [dict(c, scores=s) for c, s in zip(r["candidates"], scores[ri])]
-            sel = Selection(top_k=k, labels=LABELS, boundary_labels=("PER",))
-            picks += [(ri, c, lab, v) for c, lab, v in sentence_picks(rr, sel)]
+        for ri, rr in enumerate(scored):
+            picks += [(ri, c, lab, v) for c, lab, v in sentence_picks(rr, sel, normalizer)]
         for lab in LABELS:
             top = sorted((v, ri, c) for ri, c, l2, v in picks if l2 == lab)[:k]
             hits = sum((ri, records[ri]["candidates"][c]["token_start"],
@@ -139,6 +144,12 @@ def main(argv=None):
     ap.add_argument("--all-rows-sentences", type=int, default=0,
                     help="also compare rows next/all on the first N sample sentences")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--start-token", default="auto",
+                    help="the scorer's start_token ('auto', a token string, or '' for none)")
+    ap.add_argument("--template", default=None, help="template of the 2-way test (scorer default if omitted)")
+    ap.add_argument("--tag", default="", help="appended to the output file names")
+    ap.add_argument("--from-scores", default=None, metavar="FILE",
+                    help="re-evaluate the scores saved by an earlier run (no model is loaded)")
     args = ap.parse_args(argv)
 
     import torch
@@ -155,19 +166,33 @@ def main(argv=None):
     k = max(1, round(1000 * n_cands / total))
     print(f"# {args.model}: {len(records)} sentences, {n_cands} candidates (full train {total}); "
           f"K = {k}", file=sys.stderr, flush=True)
+    gold = gold_set(records)
+    scores_path = ROOT / "benchmarks" / "out" / f"xner_scores-{args.model}-{len(records)}-s{args.seed}{args.tag}.json"
+    if args.from_scores:
+        saved = json.loads(Path(args.from_scores).read_text())
+        if saved["sentences"] != len(records) or saved["seed"] != args.seed:
+            sys.exit(f"{args.from_scores}: scores of another sample")
+        variants = {name: [[dict(zip(LABELS, c)) for c in rec] for rec in per_rec]
+                    for name, per_rec in saved["variants"].items()}
+        report(args, argv, records, total, n_cands, k, gold, variants, saved["spans_per_s"],
+               {}, saved.get("load_s", 0.0))
+        return
     t0 = time.time()
     lm = load_lm(args.model, device="cpu", dtype="float32")
     load_s = time.time() - t0
     seeds = [Seed.make(lab, txt) for lab, txt in PAPER_SEEDS["conll2003"].items()]
-    gold = gold_set(records)
     temps = [float(x) for x in args.temperatures.split(",")]
     variants = {}
     timings = {}
     methods = args.methods.split(",")
 
+    extra = {"start_token": args.start_token}
+    if args.template:
+        extra["template"] = args.template
+
     def score_2way(rows: str, recs: list, n: int) -> list:
         """2-way scores with per-row details at every temperature; records the span rate."""
-        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows=rows, temperature=temps[0],
+        sc = CausalDivergenceScorer(lm, seeds, method="2way", rows=rows, temperature=temps[0], **extra,
                                     extra_temperatures=temps[1:], row_details=True,
                                     batch_tokens=args.batch_tokens, progress=True)
         t = time.time()
@@ -196,30 +221,42 @@ def main(argv=None):
     for method in ("cosine", "prompt"):
         if method not in methods:
             continue
-        sc = CausalDivergenceScorer(lm, seeds, method=method, temperature=1.0,
+        sc = CausalDivergenceScorer(lm, seeds, method=method, temperature=1.0, start_token=args.start_token,
                                     batch_tokens=args.batch_tokens, progress=True)
         t = time.time()
         scored = list(sc.score_records(copy.deepcopy(records)))
         timings[method] = n_cands / (time.time() - t)
         variants[method] = [[c["scores"] for c in r["candidates"]] for r in scored]
+    scores_path.parent.mkdir(parents=True, exist_ok=True)
+    scores_path.write_text(json.dumps({
+        "model": args.model, "sentences": len(records), "seed": args.seed, "labels": LABELS,
+        "spans_per_s": timings, "load_s": load_s,
+        "variants": {name: [[[c[lab] for lab in LABELS] for c in rec] for rec in per_rec]
+                     for name, per_rec in variants.items()}}))
+    print(f"scores saved to {scores_path}", file=sys.stderr)
+    report(args, argv, records, total, n_cands, k, gold, variants, timings, subset_results, load_s)
+
+
+def report(args, argv, records, total, n_cands, k, gold, variants, timings, subset_results, load_s):
+    """P@K of every variant under every selection mode; JSON file + Markdown on stdout."""
     results = {}
     for name, scores in variants.items():
         results[name] = {mode: precision_at_k(records, scores, gold, k, mode)
-                         for mode in ("raw", "nms", "fix", "fix*", "pseudo")}
+                         for mode in MODES}
     summary = {"model": args.model, "sentences": len(records), "candidates": n_cands,
                "full_train_candidates": total, "K": k, "seed": args.seed, "load_s": load_s,
                "spans_per_s": timings, "precision_at_k": results,
                "row_choice_subset": subset_results,
                "command": "python benchmarks/xner_quality.py " + " ".join(argv or sys.argv[1:])}
-    out = Path(args.out or ROOT / "benchmarks" / "out" / f"xner_quality-{args.model}-{len(records)}.json")
+    out = Path(args.out or ROOT / "benchmarks" / "out" / f"xner_quality-{args.model}-{len(records)}{args.tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
     print(f"\n{args.model}, {len(records)} sentences, {n_cands} candidates, K = {k} "
           f"(P@K in %, PER/LOC/ORG/MISC)\n")
-    print("| variant | raw | nms | fix (PER) | fix (all) | ner-pseudo |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | raw | nms | fix (PER) | fix (all) | ner-pseudo, raw | ner-pseudo, rank |")
+    print("|---|---|---|---|---|---|---|")
     for name, res in results.items():
-        cells = [" / ".join(f"{res[m][lab]:.0f}" for lab in LABELS) for m in ("raw", "nms", "fix", "fix*", "pseudo")]
+        cells = [" / ".join(f"{res[m][lab]:.0f}" for lab in LABELS) for m in MODES]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if subset_results:
         meta = subset_results["_meta"]

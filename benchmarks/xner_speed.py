@@ -50,6 +50,32 @@ def build_model(layers: int, hidden: int, seed: int = 0):
     return model
 
 
+def baseline_token_count(tok, records, seed) -> tuple[int, int]:
+    """Rows and padded tokens the released strategy runs (no model call): per sentence, every
+    candidate's 12 rows, padded to the sentence's longest row."""
+    from nertools.divergence import fill_template, wordpiece_detokenize
+    from nertools.divergence_reference import _create_query
+
+    template = "The [LABEL] name: [SEED]"
+    rows_total = tokens = 0
+    for rec in records:
+        words = [t["text"] for t in rec["tokens"]]
+        rows = []
+        for c in rec["candidates"]:
+            a, b = c["token_start"], c["token_end"] + 1
+            p, q = _create_query(tok, wordpiece_detokenize(words),
+                                 wordpiece_detokenize(words[:a] + [seed.text] + words[b:]),
+                                 wordpiece_detokenize(words[:a] + ["X"] + words[b:]), False)
+            p2, q2 = _create_query(tok, fill_template(template, seed.label_word, seed.text),
+                                   fill_template(template, seed.label_word, wordpiece_detokenize(words[a:b])),
+                                   fill_template(template, seed.label_word, "X"), True)
+            rows += p + p2 + q + q2
+        if rows:
+            rows_total += len(rows)
+            tokens += len(rows) * max(len(r) for r in rows)
+    return rows_total, tokens
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sentences", type=Path, default=FIXTURES / "timing_sentences_100.jsonl")
@@ -96,6 +122,20 @@ def main() -> None:
           f"(CPU time {cpu_engine:.1f} s; {scorer.runner.rows_run} rows, "
           f"{scorer.runner.tokens_run} padded tokens run)")
 
+    # the work each strategy must do, counted without a model: an upper bound on the speed-up
+    b_rows, b_tokens = baseline_token_count(tok, records, seed)
+    head = args.hidden * 50265  # vocabulary projection per position (multiply-adds)
+    layer = 12 * args.hidden * args.hidden  # q, k, v, o + 2 x 4h FFN per token and layer
+    per_token = args.layers * layer
+    work_base = b_tokens * (per_token + head)
+    work_exact = scorer.runner.real_tokens_run * per_token + scorer.runner.rows_run * head
+    work_engine = scorer.runner.tokens_run * per_token + scorer.runner.rows_run * head
+    print(f"work per span (tokens through the encoder): released strategy {b_tokens / n_spans:.0f} padded "
+          f"(+ vocabulary projection at each), nertools {scorer.runner.tokens_run / n_spans:.0f} padded / "
+          f"{scorer.runner.real_tokens_run / n_spans:.0f} real (+ projection only at masks)")
+    print(f"speed-up bound from matrix-multiply work (attention ignored): {work_base / work_engine:.2f}x "
+          f"for the rows nertools runs, {work_base / work_exact:.2f}x with zero padding")
+
     # (a) baseline on the first sentences
     base = {"spans": 0, "seconds": 0.0, "cpu": 0.0}
     max_abs = max_rel = 0.0
@@ -136,7 +176,10 @@ def main() -> None:
         "baseline_spans_per_s": base_rate, "speedup": ratio, "cpu_speedup": cpu_ratio, "engine_cpu_seconds": cpu_engine,
         "baseline_cpu_seconds": base["cpu"],
         "max_abs_diff": max_abs, "max_rel_diff": max_rel,
-        "engine_rows": scorer.runner.rows_run, "engine_tokens": scorer.runner.tokens_run}, indent=1))
+        "engine_rows": scorer.runner.rows_run, "engine_tokens": scorer.runner.tokens_run,
+        "engine_real_tokens": scorer.runner.real_tokens_run, "baseline_rows": b_rows,
+        "baseline_padded_tokens": b_tokens, "work_bound": work_base / work_engine,
+        "work_bound_no_padding": work_base / work_exact}, indent=1))
 
 
 if __name__ == "__main__":

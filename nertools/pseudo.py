@@ -7,7 +7,15 @@ labels ``{"start","end","token_start","token_end","label","score","source":"xner
 How a candidate becomes a pseudo span:
 
 1. **Best label only**: a candidate competes only for the label with its lowest score
-   (ties: the label listed first). ``labels`` restricts the labels considered.
+   (ties: the label listed first). ``labels`` restricts the labels considered. Raw scores of
+   different labels live on different scales (one seed's divergences may all be larger), so
+   ``normalize`` can compare them on a common one first: ``rank`` (default) replaces a score
+   by the fraction of the corpus's candidates that score lower for that label (mid-rank for
+   ties); ``none`` compares raw scores. (A z-score of log scores was tried and dropped: on
+   CoNLL with SmolLM2 it sent almost every LOC candidate to another label;
+   benchmarks/xner_quality.py.) Normalisation changes only which label a candidate competes for and
+   the order of step 3; emitted scores stay raw, thresholds apply to raw scores, and each
+   label's own ranking is the same either way.
 2. **Name boundaries** (optional, ``boundary_labels``): a span must not outrank its own
    extension by one capitalised neighbouring word: if the candidate one word longer to the
    left or right exists and the added word starts with an upper-case letter, the span's score
@@ -25,11 +33,13 @@ How a candidate becomes a pseudo span:
 Ranking needs the whole corpus, but only ``(record number, candidate number, label, score)``
 tuples stay in memory: pass 1 reads the records and collects them, pass 2 re-reads the
 records (a file is read again; standard input is spooled to a temporary file in pass 1) and
-emits them.
+emits them. With a normalisation, a pass before those collects each label's scores (one
+float per candidate and label).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import tempfile
@@ -41,6 +51,7 @@ from nertools.errors import DataError, NertoolsError
 from nertools.jsonl import ErrorPolicy, dumps, read_jsonl, read_records
 
 OVERLAP_RULES = ("best", "keep")
+NORMALIZATIONS = ("rank", "none")
 SOURCE = "xner"
 #: Margin added to a demoted span's score so that it ranks right after its extension.
 BOUNDARY_MARGIN = 1e-6
@@ -57,6 +68,7 @@ class Selection:
     labels: Sequence[str] | None = None
     overlap: str = "best"
     boundary_labels: Sequence[str] = ()
+    normalize: str = "rank"
 
     def __post_init__(self):
         if not self.thresholds and self.top_k is None and self.top_percent is None:
@@ -67,6 +79,8 @@ class Selection:
             raise NertoolsError(f"top-percent must be in (0, 100], not {self.top_percent}")
         if self.overlap not in OVERLAP_RULES:
             raise NertoolsError(f"unknown overlap rule {self.overlap!r} ({', '.join(OVERLAP_RULES)})")
+        if self.normalize not in NORMALIZATIONS:
+            raise NertoolsError(f"unknown normalisation {self.normalize!r} ({', '.join(NORMALIZATIONS)})")
 
     def threshold(self, label: str) -> float | None:
         return self.thresholds.get(label, self.thresholds.get("*"))
@@ -83,6 +97,39 @@ def parse_thresholds(specs: Iterable[str]) -> dict[str, float]:
         except ValueError:
             raise NertoolsError(f"bad threshold {spec!r} (use VALUE or LABEL=VALUE)") from None
     return out
+
+
+class LabelNormalizer:
+    """Maps a label's raw score to a key comparable across labels (module doc, step 1).
+
+    Fitted on every candidate's score per label: ``values[label]`` = list of raw scores.
+    """
+
+    def __init__(self, method: str, values: dict[str, list[float]]):
+        if method not in NORMALIZATIONS:
+            raise NertoolsError(f"unknown normalisation {method!r} ({', '.join(NORMALIZATIONS)})")
+        self.method = method
+        self._sorted = {lab: sorted(v) for lab, v in values.items()} if method == "rank" else {}
+
+    def __call__(self, label: str, value: float) -> float:
+        if self.method == "rank":
+            ordered = self._sorted.get(label)
+            if not ordered:
+                return 0.0
+            lo = bisect.bisect_left(ordered, value)
+            hi = bisect.bisect_right(ordered, value)
+            return (lo + hi) / 2.0 / len(ordered)
+        return value
+
+    @classmethod
+    def fit(cls, method: str, records: Iterable[dict], labels: Sequence[str] | None = None) -> "LabelNormalizer":
+        """Fit on the candidates' scores of ``records`` (raises DataError on missing scores)."""
+        values: dict[str, list[float]] = defaultdict(list)
+        for rec in records:
+            for s in candidate_scores(rec, labels):
+                for lab, v in s.items():
+                    values[lab].append(float(v))
+        return cls(method, values)
 
 
 # ---------------------------------------------------------------------- per-sentence steps
@@ -156,16 +203,23 @@ def resolve_overlaps(cands: Sequence[dict], picks: list[tuple[int, str, float]])
     return sorted(taken, key=lambda p: p[0])
 
 
-def sentence_picks(record: dict, sel: Selection) -> list[tuple[int, str, float]]:
-    """``(candidate number, label, score)`` of a record's candidates that enter the ranking."""
+def sentence_picks(record: dict, sel: Selection,
+                   normalizer: LabelNormalizer | None = None) -> list[tuple[int, str, float]]:
+    """``(candidate number, label, raw score)`` of a record's candidates that enter the ranking.
+
+    ``normalizer`` (fitted on the corpus) decides the best label and the overlap order; without
+    one, raw scores do.
+    """
     scores = candidate_scores(record, sel.labels)
     if sel.boundary_labels:
         scores = demote_partial_names(record, scores, sel.boundary_labels)
-    picks = [(k, lab, v) for k, (lab, v) in enumerate(best_labels(scores, sel.labels))]
-    picks = [p for p in picks if sel.threshold(p[1]) is None or p[2] < sel.threshold(p[1])]
+    keys = scores if normalizer is None else \
+        [{lab: normalizer(lab, v) for lab, v in s.items()} for s in scores]
+    picks = [(k, lab, v) for k, (lab, v) in enumerate(best_labels(keys, sel.labels))]
+    picks = [p for p in picks if sel.threshold(p[1]) is None or scores[p[0]][p[1]] < sel.threshold(p[1])]
     if sel.overlap == "best":
         picks = resolve_overlaps(record.get("candidates") or [], picks)
-    return picks
+    return [(k, lab, float(scores[k][lab])) for k, lab, _ in picks]
 
 
 # ---------------------------------------------------------------------- corpus-wide ranking
@@ -249,22 +303,40 @@ def pseudo_label(path: str, sel: Selection, *, emit_all: bool = False, keep_cand
     stats = stats if stats is not None else PseudoStats()
     use_spool = not _rereadable(path) if spool is None else spool
     spooled = _Spool() if use_spool else None
+    where = path if path != "-" else "<stdin>"
+
+    def reread():
+        return spooled.records() if spooled is not None else \
+            read_records(path, policy=ErrorPolicy("skip"))
+
     try:
-        picks: list[tuple[int, int, str, float]] = []
-        for n, rec in enumerate(read_records(path, policy=policy)):
+        normalizer = None
+        first = read_records(path, policy=policy)
+        if sel.normalize != "none":
+            def spooling(records):
+                for rec in records:
+                    if spooled is not None:
+                        spooled.write(rec)
+                    yield rec
             try:
-                kept = sentence_picks(rec, sel)
+                normalizer = LabelNormalizer.fit(sel.normalize, spooling(first), sel.labels)
             except DataError as e:
-                raise e.located(path if path != "-" else "<stdin>", None) from None
+                raise e.located(where, None) from None
+            first = reread()
+        picks: list[tuple[int, int, str, float]] = []
+        for n, rec in enumerate(first):
+            try:
+                kept = sentence_picks(rec, sel, normalizer)
+            except DataError as e:
+                raise e.located(where, None) from None
             stats.records += 1
             stats.candidates += len(rec.get("candidates") or [])
             picks.extend((n, c, lab, v) for c, lab, v in kept)
-            if spooled is not None:
+            if spooled is not None and normalizer is None:
                 spooled.write(rec)
         chosen = select_corpus(picks, stats.candidates, sel)
         del picks
-        second = spooled.records() if spooled is not None else \
-            read_records(path, policy=ErrorPolicy("skip"))
+        second = reread()
         for n, rec in enumerate(second):
             kept = sorted(chosen.pop(n, []))
             if not kept and not emit_all:

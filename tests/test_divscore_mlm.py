@@ -190,6 +190,24 @@ def test_packing_chunking_and_caching_do_not_change_scores(tiny_lm64):
     assert flat == pytest.approx([v for r in a for c in r["candidates"] for v in c["scores"].values()])
 
 
+def test_batches_respect_budget_and_padding_rule():
+    from nertools.divergence import RowRunner
+
+    lengths = [30] * 20 + [31] * 5 + [40] * 20 + [10] * 3
+    runner = RowRunner(None, 1, "cpu", batch_tokens=10_000, max_padding=0.1, min_rows_per_batch=2)
+    batches = list(runner.batches(lengths))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    # 31 is within 10% of 30 and joins its batch; 30 and 40 start new ones
+    assert [sorted({lengths[i] for i in b}) for b in batches] == [[10], [30, 31], [40]]
+    # a batch with fewer than min_rows_per_batch rows takes longer rows anyway
+    few = list(RowRunner(None, 1, "cpu", batch_tokens=10_000, min_rows_per_batch=16).batches(lengths))
+    assert [sorted({lengths[i] for i in b}) for b in few][0] == [10, 30]
+    tight = list(RowRunner(None, 1, "cpu", batch_tokens=100, max_padding=1.0).batches(lengths))
+    assert all(len(b) * max(lengths[i] for i in b) <= 100 for b in tight)
+    loose = list(RowRunner(None, 1, "cpu", batch_tokens=10_000, max_padding=1.0).batches(lengths))
+    assert len(loose) == 1
+
+
 def test_rows_are_never_computed_twice(tiny_lm):
     recs, _ = fixture_records(2)
     n_spans = sum(len(r["candidates"]) for r in recs)

@@ -11,7 +11,7 @@ import pytest
 
 from nertools.errors import DataError, NertoolsError
 from nertools.jsonl import read_jsonl
-from nertools.pseudo import (Selection, demote_partial_names, parse_thresholds, pseudo_label,
+from nertools.pseudo import (LabelNormalizer, Selection, demote_partial_names, parse_thresholds, pseudo_label,
                              resolve_overlaps, sentence_picks)
 from nertools.record import normalize_record
 
@@ -56,7 +56,7 @@ def spans_by_id(out):
 
 def test_threshold_best_label_and_overlap(tmp_path):
     p = write(tmp_path, corpus())
-    out = list(pseudo_label(str(p), Selection(thresholds={"*": 0.35}, boundary_labels=())))
+    out = list(pseudo_label(str(p), Selection(thresholds={"*": 0.35}, boundary_labels=(), normalize="none")))
     got = spans_by_id(out)
     # the surname beats the full name (no boundary rule); what does not overlap it stays
     assert got == {"a": [("Alexandra", "PER"), ("Fusai", "PER"), ("Mary Pierce", "PER")], "b": [("Singapore", "LOC")],
@@ -69,7 +69,7 @@ def test_threshold_best_label_and_overlap(tmp_path):
 
 def test_boundary_rule_prefers_full_name(tmp_path):
     p = write(tmp_path, corpus())
-    got = spans_by_id(pseudo_label(str(p), Selection(thresholds={"*": 0.35}, boundary_labels=("PER",))))
+    got = spans_by_id(pseudo_label(str(p), Selection(thresholds={"*": 0.35}, boundary_labels=("PER",), normalize="none")))
     assert got["a"] == [("Alexandra Fusai", "PER"), ("Mary Pierce", "PER")]
     rec = corpus()[0]
     demoted = demote_partial_names(rec, [c["scores"] for c in rec["candidates"]], ["PER"])
@@ -87,14 +87,14 @@ def test_per_label_threshold():
 
 def test_top_k_and_top_percent(tmp_path):
     p = write(tmp_path, corpus())
-    got = spans_by_id(pseudo_label(str(p), Selection(top_k=1, boundary_labels=())))
+    got = spans_by_id(pseudo_label(str(p), Selection(top_k=1, boundary_labels=(), normalize="none")))
     assert got == {"a": [("Fusai", "PER")], "b": [("Singapore", "LOC")]}
     # 9 candidates, 25% -> 2 per label (best label only, after overlaps)
-    got = spans_by_id(pseudo_label(str(p), Selection(top_percent=25, boundary_labels=())))
+    got = spans_by_id(pseudo_label(str(p), Selection(top_percent=25, boundary_labels=(), normalize="none")))
     assert sorted(x for v in got.values() for x in v) == [("Fusai", "PER"), ("Mary Pierce", "PER"),
                                                          ("Paris", "LOC"), ("Singapore", "LOC")]
     # criteria combine: top-2 and threshold 0.2
-    got = spans_by_id(pseudo_label(str(p), Selection(top_k=2, thresholds={"*": 0.2}, boundary_labels=())))
+    got = spans_by_id(pseudo_label(str(p), Selection(top_k=2, thresholds={"*": 0.2}, boundary_labels=(), normalize="none")))
     assert got == {"a": [("Fusai", "PER")], "b": [("Singapore", "LOC")], "d": [("Paris", "LOC")]}
 
 
@@ -112,6 +112,53 @@ def test_overlap_keep_and_tie_rule():
     assert resolve_overlaps(cands, picks[:2]) == [(0, "PER", 0.5)]  # tie: longer wins
     sel = Selection(top_k=5, overlap="keep", boundary_labels=())
     assert len(sentence_picks(corpus()[0], sel)) == 5
+
+
+def scaled_corpus() -> list[dict]:
+    """LOC divergences are ten times smaller than PER's all over: raw best-label gives all to LOC."""
+    recs = []
+    for i, (per, loc) in enumerate([(0.10, 0.050), (0.20, 0.010), (0.30, 0.040), (0.90, 0.015),
+                                    (0.80, 0.060), (0.70, 0.020)]):
+        recs.append(scored(f"Word{i} here", {(0, 0): {"PER": per, "LOC": loc}}, f"r{i}"))
+    return recs
+
+
+def test_label_normalizer_rank():
+    values = {"PER": [0.1, 0.2, 0.2, 0.4], "LOC": [0.01, 0.02]}
+    rank = LabelNormalizer("rank", values)
+    assert rank("PER", 0.1) == pytest.approx(0.125) and rank("PER", 0.2) == pytest.approx(0.5)
+    assert rank("LOC", 0.01) == pytest.approx(0.25) and rank("LOC", 0.5) == 1.0
+    assert LabelNormalizer("none", values)("PER", 0.3) == 0.3
+    with pytest.raises(NertoolsError, match="normalisation"):
+        LabelNormalizer("zscore", values)
+    with pytest.raises(NertoolsError, match="normalisation"):
+        Selection(top_k=1, normalize="minmax")
+
+
+def test_normalized_best_label(tmp_path):
+    normalize = "rank"
+    p = write(tmp_path, scaled_corpus())
+    raw = spans_by_id(pseudo_label(str(p), Selection(top_k=6, boundary_labels=(), normalize="none")))
+    assert {lab for v in raw.values() for _, lab in v} == {"LOC"}
+    got = spans_by_id(pseudo_label(str(p), Selection(top_k=6, boundary_labels=(), normalize=normalize)))
+    # a candidate goes to the label for which it ranks better among the corpus's candidates
+    assert {rid for rid, v in got.items() if v[0][1] == "PER"} == {"r0", "r2", "r4"}
+    assert got["r1"] == [("Word1", "LOC")] and got["r3"] == [("Word3", "LOC")]
+    # emitted scores stay raw; thresholds apply to raw scores
+    out = list(pseudo_label(str(p), Selection(thresholds={"PER": 0.15, "LOC": 0.001}, boundary_labels=(),
+                                              normalize=normalize)))
+    assert [(r["id"], r["spans"][0]["label"], r["spans"][0]["score"]) for r in out] == [("r0", "PER", 0.10)]
+
+
+def test_normalized_from_stdin_spool(tmp_path):
+    """The extra pass works on a pipe: stdin is spooled once and read twice more."""
+    data = "".join(json.dumps(r) + "\n" for r in scaled_corpus())
+    res = run_cli(["--top-k", "6", "--boundary-fix", "", "-"], data)
+    assert res.returncode == 0, res.stderr
+    labels = [json.loads(line)["spans"][0]["label"] for line in res.stdout.splitlines()]
+    assert "PER" in labels and "LOC" in labels
+    res = run_cli(["--top-k", "6", "--normalize", "none", "--boundary-fix", "", "-"], data)
+    assert {json.loads(line)["spans"][0]["label"] for line in res.stdout.splitlines()} == {"LOC"}
 
 
 def test_missing_scores_and_bad_selection():

@@ -8,7 +8,8 @@ from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, 
                                  on_error_option, output_option)
 from nertools.errors import NertoolsError
 from nertools.jsonl import RecordWriter
-from nertools.pseudo import OVERLAP_RULES, PseudoStats, Selection, parse_thresholds, pseudo_label
+from nertools.pseudo import (NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection, parse_thresholds,
+                             pseudo_label)
 
 EXAMPLE = """\b
 Examples:
@@ -38,6 +39,11 @@ def _labels(value: str | None) -> list[str] | None:
               help="Keep per label the best P% of all candidates of the corpus (PromptMine: 2).")
 @click.option("--labels", default=None, metavar="L1,L2,...",
               help="Only these labels (default: every label that has scores).")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="rank", show_default=True,
+              help="How scores of different labels are compared when a candidate picks its best "
+                   "label: rank = the fraction of the corpus's candidates scoring lower for that "
+                   "label; none = raw scores. "
+                   "Emitted scores and thresholds stay raw.")
 @click.option("--overlap", type=click.Choice(OVERLAP_RULES), default="best", show_default=True,
               help="Overlapping candidates of a sentence: best keeps the lowest-scored one (ties: "
                    "longer, then leftmost) and drops the others before ranking; keep keeps all.")
@@ -50,8 +56,8 @@ def _labels(value: str | None) -> list[str] | None:
               help="Keep the 'candidates' field with its scores (default: dropped, smaller files).")
 @on_error_option()
 @nertools_command("ner-pseudo")
-def main(input, output, thresholds, top_k, top_percent, labels, overlap, boundary, emit_all,
-         keep_candidates, on_error):
+def main(input, output, thresholds, top_k, top_percent, labels, normalize, overlap, boundary,
+         emit_all, keep_candidates, on_error):
     """Pseudo-label spans from candidates scored by ner-divscore (lower = more like the seed).
 
     Each candidate competes for its best label only. Overlaps within a sentence are resolved
@@ -60,15 +66,20 @@ def main(input, output, thresholds, top_k, top_percent, labels, overlap, boundar
     get 'spans' = [{start, end, token_start, token_end, label, score, source: "xner"}],
     replacing any input spans.
 
-    Two passes: the first collects only (record, candidate, label, score); the second re-reads
-    the file (standard input is spooled to a temporary file), so memory does not grow with the
-    records' size.
+    Each candidate's best label is chosen on normalised scores (--normalize rank: by default
+    labels are compared by their corpus-wide rank, since one seed's divergences may all be
+    larger than another's).
+
+    Two or three passes: the first collects each label's scores (for --normalize), the next
+    only (record, candidate, label, score); the last re-reads the file (standard input is
+    spooled to a temporary file), so memory does not grow with the records' size.
     """
     if not thresholds and top_k is None and top_percent is None:
         raise click.UsageError("give --threshold, --top-k or --top-percent")
     try:
         sel = Selection(thresholds=parse_thresholds(thresholds), top_k=top_k, top_percent=top_percent,
-                        labels=_labels(labels), overlap=overlap, boundary_labels=_labels(boundary) or ())
+                        labels=_labels(labels), overlap=overlap, boundary_labels=_labels(boundary) or (),
+                        normalize=normalize)
     except NertoolsError as e:
         raise click.UsageError(str(e)) from None
     policy = make_policy(on_error)
