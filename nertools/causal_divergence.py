@@ -201,7 +201,7 @@ class CausalDivergenceScorer:
             return []
         if start_token != "auto":
             tid = self.tok.convert_tokens_to_ids(start_token)
-            if tid is None or tid == self.tok.unk_token_id:
+            if tid is None or (tid == self.tok.unk_token_id and start_token != self.tok.unk_token):
                 raise NertoolsError(f"start token {start_token!r} is not in the vocabulary")
             return [tid]
         with_special = self.tok("a", add_special_tokens=True)["input_ids"]

@@ -265,6 +265,12 @@ def test_errors(llama, tokenizer):
         CausalDivergenceScorer(llama, SEEDS, template="[LABEL] name")
     with pytest.raises(NertoolsError, match="unknown causal scorer option"):
         CausalDivergenceScorer(llama, SEEDS, bogus=1)
+    with pytest.raises(NertoolsError, match="not in the vocabulary"):
+        CausalDivergenceScorer(llama, SEEDS, start_token="<no-such-token>")
+    # the unknown-word token itself is a valid start token (SmolLM2's <|endoftext|> is its unk)
+    unk = CausalDivergenceScorer(llama, SEEDS, start_token=tokenizer.unk_token)
+    assert unk.start_ids == [tokenizer.unk_token_id]
+    assert CausalDivergenceScorer(llama, SEEDS, start_token="").start_ids == []
     masked = LoadedLM(model=llama.model, tokenizer=tokenizer, kind="masked", device=torch.device("cpu"),
                       dtype=torch.float32, name="m")
     with pytest.raises(NertoolsError, match="not a causal"):
