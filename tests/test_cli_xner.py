@@ -98,3 +98,32 @@ def test_missing_gguf_and_headless_model(candidates, tmp_path):
     assert p.returncode == 1
     assert b"neither a masked nor a causal" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_causal_model_folder_and_start_token(candidates, tmp_path):
+    """A causal LM from a local folder; --start-token changes scores, an unknown one is an error."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(TINY))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(20.0)
+    model.save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    base = ["ner-divscore", "--model", str(tmp_path / "llama"), "--seed", "PER=Masaki Yoshida", "--no-progress"]
+
+    def scores(extra):
+        p = run(base + extra, candidates)
+        assert p.returncode == 0, p.stderr
+        return [c["scores"]["PER"] for line in p.stdout.splitlines() for c in json.loads(line)["candidates"]]
+
+    auto, explicit, other = scores([]), scores(["--start-token", "<s>"]), scores(["--start-token", "</s>"])
+    assert auto == explicit  # RoBERTa's tokenizer adds <s> itself: auto keeps it
+    assert auto != other and all(math.isfinite(v) for v in other)
+    p = run(base + ["--start-token", "<nope>"], candidates)
+    assert p.returncode == 1 and b"not in the vocabulary" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -41,7 +41,7 @@ def _label_words(specs, seeds):
 
 
 def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, context, causal_rows,
-                 progress):
+                 progress, start_token="auto"):
     """The scorer for ``lm``'s kind: :class:`MaskedDivergenceScorer` or ``CausalDivergenceScorer``."""
     from nertools.models import CAUSAL
 
@@ -54,7 +54,7 @@ def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, cont
         except ImportError as e:
             raise NertoolsError(f"causal-LM scoring is not available: {e}") from None
         kwargs = {"method": method, "batch_tokens": batch_tokens, "rows": causal_rows,
-                  "progress": progress}
+                  "progress": progress, "start_token": start_token}
         if temperature is not None:
             kwargs["temperature"] = temperature
         if template is not None:
@@ -88,8 +88,8 @@ def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, cont
 @click.option("--label-word", "label_word_specs", multiple=True, metavar="LABEL=WORD",
               help="What templates say for a label (default: PER person, LOC location, ...).")
 @click.option("--temperature", type=float, default=None,
-              help="Softmax temperature of the divergences [default: 2 for masked LMs, as "
-                   "released; 1 for causal LMs].")
+              help="Softmax temperature [default: 2, as released, for the divergence methods "
+                   "(also measured best with causal LMs); 1 for the causal prompt method].")
 @click.option("--context", type=click.Choice(["neighbours", "full"]), default="neighbours",
               show_default=True,
               help="Masked LMs, sentence test: mask the tokens next to the span (the released "
@@ -97,6 +97,9 @@ def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, cont
 @click.option("--causal-rows", type=click.Choice(["next", "all"]), default="next", show_default=True,
               help="Causal LMs, sentence test: the position right after the span only, or every "
                    "right-context position.")
+@click.option("--start-token", default="auto", show_default=True,
+              help="Causal LMs: the token put before every sequence. auto = the tokenizer's own "
+                   "leading special tokens, else <|endoftext|>, else BOS, else EOS; '' = none.")
 @click.option("--batch-tokens", type=click.IntRange(min=16), default=None,
               help="Token budget of one forward pass (rows x padded length) "
                    "[default: 8192 masked, 2048 causal].")
@@ -110,7 +113,8 @@ def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, cont
 @on_error_option()
 @nertools_command("ner-divscore")
 def main(input, output, seed_specs, seed_files, model, method, template, label_word_specs,
-         temperature, context, causal_rows, batch_tokens, device, dtype, threads, progress, on_error):
+         temperature, context, causal_rows, start_token, batch_tokens, device, dtype, threads, progress,
+         on_error):
     """Score every candidate span (from ner-spans) against one seed entity per label.
 
     Adds "scores": {LABEL: float} to each candidate, LOWER = MORE LIKE THE SEED (a
@@ -136,7 +140,7 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
         batch_tokens = 8192 if lm.kind == MASKED else 2048
     scorer = build_scorer(lm, seeds, method=method, template=template, temperature=temperature,
                           batch_tokens=batch_tokens, context=context, causal_rows=causal_rows,
-                          progress=progress)
+                          progress=progress, start_token=start_token)
     policy = make_policy(on_error)
     with RecordWriter(output) as out:
         for rec in scorer.score_records(read_records(input, policy=policy)):
