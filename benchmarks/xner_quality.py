@@ -17,7 +17,7 @@ give cosine and prompt. Each variant's ranking is evaluated
 * ``fix*``: the boundary rule for every label, then ``nms``;
 * ``pseudo``: what ``ner-pseudo --top-k K --normalize none`` emits (best label only, overlaps
   resolved across labels, boundary rule for PER); ``pseudo-rank``: the same with
-  ``--normalize rank`` (the default).
+  ``--normalize rank`` (the default); ``pseudo-rank-all``: also ``--boundary-fix`` for every label.
 
 A pick is correct when a gold span of that label has exactly its boundaries.
 
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TRAIN = SHARED / "data" / "conll2003" / "train.jsonl"
 LABELS = ("PER", "LOC", "ORG", "MISC")
-MODES = ("raw", "nms", "fix", "fix*", "pseudo", "pseudo-rank")
+MODES = ("raw", "nms", "fix", "fix*", "pseudo", "pseudo-rank", "pseudo-rank-all")
 
 
 def load_sample(n: int, seed: int, max_tokens: int = 30):
@@ -74,10 +74,11 @@ def precision_at_k(records, scores, gold, k, mode):
 
     out = {}
     if mode.startswith("pseudo"):
-        norm = {"pseudo": "none", "pseudo-rank": "rank"}[mode]
+        norm = "none" if mode == "pseudo" else "rank"
+        boundary = LABELS if mode == "pseudo-rank-all" else ("PER",)
         scored = [dict(r, candidates=[dict(c, scores=s) for c, s in zip(r["candidates"], scores[ri])])
                   for ri, r in enumerate(records)]
-        sel = Selection(top_k=k, labels=LABELS, boundary_labels=("PER",), normalize=norm)
+        sel = Selection(top_k=k, labels=LABELS, boundary_labels=boundary, normalize=norm)
         normalizer = None if norm == "none" else LabelNormalizer.fit(norm, scored, LABELS)
         picks = []
         for ri, rr in enumerate(scored):
@@ -253,8 +254,8 @@ def report(args, argv, records, total, n_cands, k, gold, variants, timings, subs
     out.write_text(json.dumps(summary, indent=1))
     print(f"\n{args.model}, {len(records)} sentences, {n_cands} candidates, K = {k} "
           f"(P@K in %, PER/LOC/ORG/MISC)\n")
-    print("| variant | raw | nms | fix (PER) | fix (all) | ner-pseudo, raw | ner-pseudo, rank |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | raw | nms | fix (PER) | fix (all) | ner-pseudo, raw, PER rule | ner-pseudo, rank, PER rule | ner-pseudo defaults (rank, rule for all labels) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, res in results.items():
         cells = [" / ".join(f"{res[m][lab]:.0f}" for lab in LABELS) for m in MODES]
         print(f"| {name} | " + " | ".join(cells) + " |")

@@ -77,6 +77,21 @@ def test_boundary_rule_prefers_full_name(tmp_path):
     assert demoted[1]["LOC"] == 0.9  # other labels untouched
 
 
+def test_boundary_rule_for_every_label(tmp_path):
+    rec = scored("the White Sox won", {(1, 2): {"ORG": 0.3, "LOC": 0.9}, (2, 2): {"ORG": 0.1, "LOC": 0.9}}, "s")
+    only_per = demote_partial_names(rec, [c["scores"] for c in rec["candidates"]], ["PER"])
+    assert only_per[1]["ORG"] == 0.1
+    every = demote_partial_names(rec, [c["scores"] for c in rec["candidates"]], ["*"])
+    assert every[1]["ORG"] > every[0]["ORG"] == 0.3
+    assert every[1]["LOC"] == pytest.approx(0.9 + 1e-6)  # a tie with the extension is demoted too
+    p = write(tmp_path, [rec])
+    res = run_cli(["--top-k", "1", str(p)])  # default: --boundary-fix all
+    assert res.returncode == 0, res.stderr
+    assert [s["token_start"] for s in json.loads(res.stdout)["spans"]] == [1]
+    res = run_cli(["--top-k", "1", "--boundary-fix", "PER", str(p)])
+    assert [s["token_start"] for s in json.loads(res.stdout)["spans"]] == [2]
+
+
 def test_per_label_threshold():
     sel = Selection(thresholds=parse_thresholds(["0.35", "LOC=0.1"]))
     assert sel.threshold("LOC") == 0.1 and sel.threshold("PER") == 0.35

@@ -8,7 +8,7 @@ from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, 
                                  on_error_option, output_option)
 from nertools.errors import NertoolsError
 from nertools.jsonl import RecordWriter
-from nertools.pseudo import (NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection, parse_thresholds,
+from nertools.pseudo import (ALL_LABELS, NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection, parse_thresholds,
                              pseudo_label)
 
 EXAMPLE = """\b
@@ -25,6 +25,12 @@ def _labels(value: str | None) -> list[str] | None:
     if not value:
         return None
     return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def _boundary_labels(value: str | None) -> tuple[str, ...]:
+    if value is not None and value.strip().lower() == "all":
+        return (ALL_LABELS,)
+    return tuple(_labels(value) or ())
 
 
 @click.command("ner-pseudo", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
@@ -47,9 +53,10 @@ def _labels(value: str | None) -> list[str] | None:
 @click.option("--overlap", type=click.Choice(OVERLAP_RULES), default="best", show_default=True,
               help="Overlapping candidates of a sentence: best keeps the lowest-scored one (ties: "
                    "longer, then leftmost) and drops the others before ranking; keep keeps all.")
-@click.option("--boundary-fix", "boundary", default="PER", show_default=True, metavar="L1,L2,...",
+@click.option("--boundary-fix", "boundary", default="all", show_default=True, metavar="all|L1,L2,...",
               help="Labels whose spans may not outrank their own extension by a capitalised "
-                   "neighbouring word (fixes surname-only person spans); '' turns it off.")
+                   "neighbouring word (fixes surname-only person spans, 'Sox' for 'White Sox'); "
+                   "all = every label; '' turns it off.")
 @click.option("--all", "emit_all", is_flag=True,
               help="Emit every sentence (default: only sentences with at least one pseudo span).")
 @click.option("--keep-candidates", is_flag=True,
@@ -78,7 +85,7 @@ def main(input, output, thresholds, top_k, top_percent, labels, normalize, overl
         raise click.UsageError("give --threshold, --top-k or --top-percent")
     try:
         sel = Selection(thresholds=parse_thresholds(thresholds), top_k=top_k, top_percent=top_percent,
-                        labels=_labels(labels), overlap=overlap, boundary_labels=_labels(boundary) or (),
+                        labels=_labels(labels), overlap=overlap, boundary_labels=_boundary_labels(boundary),
                         normalize=normalize)
     except NertoolsError as e:
         raise click.UsageError(str(e)) from None
