@@ -24,7 +24,7 @@ How a candidate becomes a pseudo span:
    and its kin for other types ("Sox" / "White Sox", "Leverkusen" / "Bayer Leverkusen").
    ``boundary_labels=("*",)`` applies it to every label (``ner-pseudo``'s default: on CoNLL it
    raised LOC P@K to 100 for SmolLM2 and gemma-3-270m and ORG by 0-9 points;
-   benchmarks/xner_quality.py, column "boundary rule all labels").
+   benchmarks/xner_quality.py, column "ner-pseudo defaults").
 3. **Overlaps** (``overlap="best"``, default): within a sentence, candidates are taken in
    order of their best-label score (ties: longer span, then leftmost); one that overlaps a span
    already taken is dropped. This happens *before* the corpus-wide ranking, so sub-spans and
