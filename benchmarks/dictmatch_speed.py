@@ -6,13 +6,13 @@ phrases (1-4 random capitalised corpus words) up to ``--entries`` (default 100 k
 
 Reported, side by side in one run, pinned to one CPU core:
 
-1. matching throughput of :class:`nertools.dictmatch.DictionaryMatcher.match_words` on the
+1. matching throughput of :class:`nertools.gener.dictmatch.DictionaryMatcher.match_words` on the
    token strings (the library hot path);
 2. the same for a naive matcher (at each token try every phrase length from the longest down,
    joining and lower-casing the tokens each time) on a slice of the corpus, and the ratio;
 3. end-to-end throughput of the real ``ner-dictmatch`` command (JSONL parse, fast-path
    validation, matching, JSON output) with the corpus piped in, and the same with ``--strict``
-   (full :func:`nertools.record.normalize_record` validation of every record);
+   (full :func:`nertools.core.record.normalize_record` validation of every record);
 4. loading a 1 M-entry dictionary: seconds and peak RSS of a fresh process.
 
 Usage: ``python benchmarks/dictmatch_speed.py [--min-tokens 5000000] [--entries 100000]``
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from nertools.dictionary import Dictionary  # noqa: E402
-from nertools.dictmatch import DictionaryMatcher  # noqa: E402
+from nertools.gener.dictionary import Dictionary  # noqa: E402
+from nertools.gener.dictmatch import DictionaryMatcher  # noqa: E402
 
 
 def pin_one_core() -> str:
@@ -68,7 +68,7 @@ def build_dictionary(path: Path, train: Path, entries: int, seed: int = 0,
     other than sentence-initially, not stop words) -- what gazetteer entries are made of.
     ``"all"``: any corpus word, capitalised (adversarial: "The Of Said" makes every "the"
     the start of a possible match)."""
-    from nertools.normalize import STOP_WORDS
+    from nertools.gener.phrase_rules import STOP_WORDS
 
     rng = random.Random(seed)
     real: dict[tuple[str, str], int] = {}
@@ -251,7 +251,7 @@ def main() -> None:
         "        if line.startswith('VmHWM:'):\n"
         "            return int(line.split()[1]) // 1024\n"
         "sys.path.insert(0, %r)\n"
-        "from nertools.dictionary import Dictionary\n"
+        "from nertools.gener.dictionary import Dictionary\n"
         "r0 = hwm()\n"
         "t, c = time.perf_counter(), time.process_time(); d = Dictionary.load(%r)\n"
         "dt, dc = time.perf_counter() - t, time.process_time() - c\n"

@@ -38,8 +38,8 @@ def seqeval_baseline(jsonl: Path, repeat: int) -> list[float]:
     from seqeval.scheme import IOB2
 
     sys.path.insert(0, str(ROOT))
-    from nertools.jsonl import read_records
-    from nertools.tags import encode
+    from nertools.core.jsonl import read_records
+    from nertools.core.tags import encode
 
     tags = [encode(r["spans"], len(r["tokens"])) for r in read_records(jsonl)]
     times = []

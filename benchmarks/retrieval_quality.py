@@ -14,7 +14,7 @@ For each data set (``conll2003`` and ``ncbi_disease`` dev from ``../shared/data`
      span of that type (no normalisation);
 3. build the normalised pseudo-dictionary from all answers and
    match it into the whole dev split (gold spans removed) with ``ner-dictmatch``'s matcher;
-   strict entity F1 by :func:`nertools.evaluate.evaluate`, with rule 10 (boundary
+   strict entity F1 by :func:`nertools.evaluation.evaluate`, with rule 10 (boundary
    refinement) on and off;
 4. the same matching with a gold dictionary from the train split (every train entity
    string), as the reference for what dictionary matching can reach, again rule 10 on/off.
@@ -35,12 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from nertools.dictionary import Dictionary  # noqa: E402
-from nertools.dictmatch import DictionaryMatcher  # noqa: E402
-from nertools.evaluate import evaluate  # noqa: E402
-from nertools.normalize import NormalizationRules, rules_without  # noqa: E402
-from nertools.retrieve import (IndexSettings, PhraseIndex, build_index, load_encoder,  # noqa: E402
-                               make_question, pseudo_dictionary, query_index)
+from nertools.gener.dictionary import Dictionary  # noqa: E402
+from nertools.gener.dictmatch import DictionaryMatcher  # noqa: E402
+from nertools.evaluation.strict import evaluate  # noqa: E402
+from nertools.gener.phrase_rules import NormalizationRules, rules_without  # noqa: E402
+from nertools.gener.phrase_index import IndexSettings, PhraseIndex, build_index, load_encoder, query_index  # noqa: E402
+from nertools.gener.questions import make_question  # noqa: E402
+from nertools.gener.pseudo_dict import pseudo_dictionary  # noqa: E402
 
 QUESTIONS = {
     "conll2003": [("PER", None), ("PER", "Which politician?"), ("PER", "Which athlete?"),
@@ -149,7 +150,7 @@ def main() -> None:
                 gold_entries[key] = gold_entries.get(key, 0) + 1
         gold_entries = [(p, lab, c) for (p, lab), c in gold_entries.items()]
         print(f"\nDictionary matching on all {len(dev)} {ds} dev sentences (gold spans removed), "
-              f"strict micro F1 (nertools.evaluate); rules off: {list(off) or 'none'}\n")
+              f"strict micro F1 (nertools.evaluation); rules off: {list(off) or 'none'}\n")
         print("| dictionary | rule 10 | phrases | P | R | F1 | per-label F1 |")
         print("|---|---|---:|---:|---:|---:|---|")
         for name, ents in ((f"retrieved pseudo-dict (top {args.top_k}/question)", entries),

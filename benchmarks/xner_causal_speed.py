@@ -45,11 +45,11 @@ def main(argv=None):
 
     import torch
 
-    from nertools.causal_divergence import CausalDivergenceScorer
-    from nertools.jsonl import read_records
-    from nertools.models import load_lm
-    from nertools.seeds import PAPER_SEEDS, Seed
-    from nertools.spans import SpanRules, add_candidates
+    from nertools.xner.causal import CausalDivergenceScorer
+    from nertools.core.jsonl import read_records
+    from nertools.runtime.models import load_lm
+    from nertools.xner.seeds import PAPER_SEEDS, Seed
+    from nertools.xner.candidates import SpanRules, add_candidates
 
     torch.set_num_threads(args.threads)
     recs = list(itertools.islice(add_candidates((r for r in read_records(TRAIN) if 5 <= len(r["tokens"]) <= 30),

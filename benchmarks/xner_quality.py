@@ -1,7 +1,7 @@
 """X-NER span-mining quality with causal LMs: precision@K per label on CoNLL-2003 train.
 
 A fixed random sample of ``../shared/data/conll2003/train.jsonl`` sentences (<= 30 tokens,
-the paper's cap; ``random.Random(seed)``) gets the official candidates (``nertools.spans``)
+the paper's cap; ``random.Random(seed)``) gets the official candidates (``nertools.xner.candidates``)
 and is scored against the paper's seeds (PER "Masaki Yoshida", LOC "Singapore", ORG "Boston
 Celtics", MISC "Japanese"). K is the same fraction of candidates as the paper's P@1000 on the
 full train set: ``K = round(1000 * sample candidates / full-train candidates)`` (~0.9%).
@@ -13,7 +13,7 @@ give cosine and prompt. Each variant's ranking is evaluated
 
 * ``raw``: every candidate ranked by its score for the label;
 * ``nms``: per sentence, a candidate overlapping a better-scored one (same label) is dropped;
-* ``fix``: the name-boundary rule of ``nertools.pseudo`` for PER, then ``nms``;
+* ``fix``: the name-boundary rule of ``nertools.xner.pseudo`` for PER, then ``nms``;
 * ``fix*``: the boundary rule for every label, then ``nms``;
 * ``pseudo``: what ``ner-pseudo --top-k K --normalize none`` emits (best label only, overlaps
   resolved across labels, boundary rule for PER); ``pseudo-rank``: the same with
@@ -48,8 +48,8 @@ MODES = ("raw", "nms", "fix", "fix*", "pseudo", "pseudo-rank", "pseudo-rank-all"
 
 
 def load_sample(n: int, seed: int, max_tokens: int = 30):
-    from nertools.jsonl import read_records
-    from nertools.spans import SpanRules, add_candidates
+    from nertools.core.jsonl import read_records
+    from nertools.xner.candidates import SpanRules, add_candidates
 
     rules = SpanRules(max_tokens=max_tokens)
     records = list(add_candidates(read_records(TRAIN), rules))
@@ -69,8 +69,7 @@ def gold_set(records):
 
 def precision_at_k(records, scores, gold, k, mode):
     """scores: list per record of list per candidate of {label: score}."""
-    from nertools.pseudo import (LabelNormalizer, Selection, demote_partial_names, resolve_overlaps,
-                                 sentence_picks)
+    from nertools.xner.pseudo import LabelNormalizer, Selection, demote_partial_names, resolve_overlaps, sentence_picks
 
     out = {}
     if mode.startswith("pseudo"):
@@ -155,9 +154,9 @@ def main(argv=None):
 
     import torch
 
-    from nertools.causal_divergence import CausalDivergenceScorer
-    from nertools.models import load_lm
-    from nertools.seeds import PAPER_SEEDS, Seed
+    from nertools.xner.causal import CausalDivergenceScorer
+    from nertools.runtime.models import load_lm
+    from nertools.xner.seeds import PAPER_SEEDS, Seed
 
     torch.set_num_threads(args.threads)
     if not TRAIN.is_file():

@@ -8,13 +8,13 @@ RoBERTa tokenizer, 2 CPU threads.
 
 Side by side in one run:
 
-(a) baseline -- :func:`nertools.divergence_reference.reference_record_scores`, a literal
+(a) baseline -- :func:`tests/reference/xner_reference.reference_record_scores`, a literal
     re-implementation of the released ``fastndd_search`` execution strategy (rows right-padded
     with id 0, 128 rows per forward, vocabulary projection at every position, duplicate rows
     recomputed, the seed side recomputed per span). It is slow (~1 span/s), so by default it
     runs only the first sentences until ``--baseline-spans`` spans are done; its per-span rate
     is extrapolated to the workload (stated in the output);
-(b) nertools -- :class:`nertools.divergence.MaskedDivergenceScorer` in official mode on the
+(b) nertools -- :class:`nertools.xner.masked.MaskedDivergenceScorer` in official mode on the
     whole workload.
 
 The scores of (a) and (b) are compared on the spans (a) did. Usage::
@@ -29,10 +29,12 @@ import argparse
 import copy
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the reference scorer lives with the tests
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "xner-official"
 
 
@@ -53,8 +55,8 @@ def build_model(layers: int, hidden: int, seed: int = 0):
 def baseline_token_count(tok, records, seed) -> tuple[int, int]:
     """Rows and padded tokens the released strategy runs (no model call): per sentence, every
     candidate's 12 rows, padded to the sentence's longest row."""
-    from nertools.divergence import fill_template, wordpiece_detokenize
-    from nertools.divergence_reference import _create_query
+    from nertools.xner.masked import fill_template, wordpiece_detokenize
+    from reference.xner_reference import _create_query
 
     template = "The [LABEL] name: [SEED]"
     rows_total = tokens = 0
@@ -96,12 +98,12 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from nertools.divergence import MaskedDivergenceScorer
-    from nertools.divergence_reference import reference_record_scores
-    from nertools.jsonl import read_records
-    from nertools.models import LoadedLM, MASKED
-    from nertools.seeds import Seed
-    from nertools.spans import SpanRules, add_candidates
+    from nertools.xner.masked import MaskedDivergenceScorer
+    from reference.xner_reference import reference_record_scores
+    from nertools.core.jsonl import read_records
+    from nertools.runtime.models import LoadedLM, MASKED
+    from nertools.xner.seeds import Seed
+    from nertools.xner.candidates import SpanRules, add_candidates
 
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(str(args.tokenizer))

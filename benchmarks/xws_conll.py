@@ -137,8 +137,8 @@ def score(runner: Runner, tagged: Path, gold: Path, name: str) -> dict:
                 "recall": round(100 * micro["recall"], 2),
                 "per_label": {k: round(100 * v["f1"], 2) for k, v in data["labels"].items()},
                 "scorer": "ner-eval"}
-    from nertools.jsonl import read_records
-    from nertools.train import span_metrics
+    from nertools.core.jsonl import read_records
+    from nertools.tagging.train import span_metrics
 
     gold_recs = list(read_records(gold))
     pred = [r["spans"] for r in read_records(tagged)]

@@ -26,7 +26,7 @@ def parse(line: str, idx: int) -> dict:
 def main() -> None:
     lines = [l.strip() for l in (HERE / "demo_news.txt").read_text().splitlines()
              if l.strip() and not l.startswith("#")]
-    from nertools.record import normalize_record
+    from nertools.core.record import normalize_record
 
     recs = [normalize_record(parse(l, i)) for i, l in enumerate(lines)]
     with open(HERE / "demo_news.jsonl", "wb") as gold, open(HERE / "demo_text.jsonl", "wb") as plain:

@@ -8,8 +8,8 @@ reader/writer (:mod:`nertools.jsonl`).
 __version__ = "0.1.0"
 
 from nertools.errors import DataError, NertoolsError  # noqa: E402
-from nertools.record import normalize_record, make_span, whitespace_tokenize  # noqa: E402
-from nertools.jsonl import read_records, read_jsonl, RecordWriter, open_writer  # noqa: E402
+from nertools.core.record import normalize_record, make_span, whitespace_tokenize  # noqa: E402
+from nertools.core.jsonl import read_records, read_jsonl, RecordWriter, open_writer  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import click  # noqa: E402
 
 import nertools  # noqa: E402
-from nertools import format_doc  # noqa: E402
+from nertools.core import format_doc  # noqa: E402
 
 MAN_DIR = ROOT / "man"
 FOOTER = f'"nertools {nertools.__version__}" "nertools manual"'
@@ -50,7 +50,7 @@ def paragraphs(text: str) -> list[str]:
 
 
 def render_markup(text: str) -> list[str]:
-    """Render the small markup of nertools.format_doc (and click help texts) to roff lines.
+    """Render the small markup of nertools.core.format_doc (and click help texts) to roff lines.
 
     Paragraphs are separated by blank lines; indented paragraphs and click's ``\\b``
     paragraphs are verbatim; ``- `` paragraphs are bullet lists.

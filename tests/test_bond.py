@@ -1,4 +1,4 @@
-"""BOND self-training maths (nertools.bond): soft labels, masking, the KL loss, the schedule."""
+"""BOND self-training maths (nertools.tagging.bond): soft labels, masking, the KL loss, the schedule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from nertools import bond
+from nertools.tagging import bond
 
 
 def test_soft_labels_hand_computed():

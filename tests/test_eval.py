@@ -1,4 +1,4 @@
-"""ner-eval and nertools.evaluate: strict scores (agreement with seqeval), id matching, ranked mode."""
+"""ner-eval and nertools.evaluation: strict scores (agreement with seqeval), id matching, ranked mode."""
 
 import random
 import subprocess
@@ -7,10 +7,11 @@ import orjson
 import pytest
 
 from nertools.errors import DataError
-from nertools.evaluate import evaluate, evaluate_ranked
-from nertools.jsonl import read_records, write_jsonl
-from nertools.record import make_span, tokens_from_words
-from nertools.tags import encode
+from nertools.evaluation.strict import evaluate
+from nertools.evaluation.ranked import evaluate_ranked
+from nertools.core.jsonl import read_records, write_jsonl
+from nertools.core.record import make_span, tokens_from_words
+from nertools.core.tags import encode
 
 
 def rec(rid, words, spans, **extra):

@@ -1,4 +1,4 @@
-"""Streaming JSONL I/O (nertools.jsonl): errors with file and line, policies, .gz, atomic output."""
+"""Streaming JSONL I/O (nertools.core.jsonl): errors with file and line, policies, .gz, atomic output."""
 
 import gzip
 import io
@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from nertools.errors import DataError
-from nertools.jsonl import (ErrorPolicy, RecordWriter, read_jsonl, read_records, read_text_lines,
-                            write_jsonl)
+from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_jsonl, read_records, write_jsonl
+from nertools.core.specfile import read_text_lines
 
 
 def put(path, text):

@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from nertools.errors import NertoolsError
-from nertools.retrieve import LLMConfig, ask_llm_entities, make_question, parse_entity_list
+from nertools.llm.client import LLMConfig
+from nertools.gener.questions import ask_llm_entities, make_question
+from nertools.llm.parsing import parse_entity_list
 
 ANSWER = "1. Singapore\n2. Paris\n- the Netherlands\n* Berlin\n3. city\n4. Paris\n"
 

@@ -27,7 +27,7 @@ def test_bin_is_up_to_date():
 
 def test_format_page_comes_from_the_code():
     from nertools.errors import EXIT_DATA
-    from nertools.record import DEFAULT_TOKEN_PATTERN
+    from nertools.core.record import DEFAULT_TOKEN_PATTERN
 
     sys.path.insert(0, str(ROOT / "scripts"))
     try:

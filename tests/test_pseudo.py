@@ -1,4 +1,4 @@
-"""ner-pseudo: selection rules (nertools.pseudo) and the real console script."""
+"""ner-pseudo: selection rules (nertools.xner.pseudo) and the real console script."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import tempfile
 import pytest
 
 from nertools.errors import DataError, NertoolsError
-from nertools.jsonl import read_jsonl
-from nertools.pseudo import (LabelNormalizer, Selection, demote_partial_names, parse_thresholds, pseudo_label,
-                             resolve_overlaps, sentence_picks)
-from nertools.record import normalize_record
+from nertools.core.jsonl import read_jsonl
+from nertools.xner.pseudo import LabelNormalizer, Selection, demote_partial_names, parse_thresholds, pseudo_label, resolve_overlaps, sentence_picks
+from nertools.core.record import normalize_record
 
 
 def scored(text: str, cands: dict[tuple[int, int], dict[str, float]], rid: str, gold=None) -> dict:

@@ -1,10 +1,9 @@
-"""The record format (nertools.record): accepted input forms and every validation error."""
+"""The record format (nertools.core.record): accepted input forms and every validation error."""
 
 import pytest
 
 from nertools.errors import DataError
-from nertools.record import (default_tokenize, make_tokens, normalize_record, sort_spans,
-                             tokens_from_words, whitespace_tokenize)
+from nertools.core.record import default_tokenize, make_tokens, normalize_record, sort_spans, tokens_from_words, whitespace_tokenize
 
 CANONICAL = {
     "id": "s1", "text": "EU rejects German",

@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from nertools.errors import DataError, NertoolsError  # noqa: E402
-from nertools.retrieve import (IndexSettings, PhraseIndex, build_index, load_encoder,  # noqa: E402
-                               make_question, pseudo_dictionary, query_index, read_questions)
+from nertools.gener.phrase_index import IndexSettings, PhraseIndex, build_index, load_encoder, query_index  # noqa: E402
+from nertools.gener.questions import make_question, read_questions  # noqa: E402
+from nertools.gener.pseudo_dict import pseudo_dictionary  # noqa: E402
 
 SENTENCES = [
     "Masaki Yoshida visited Singapore on Monday .",

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nertools.record import normalize_record
-from nertools.spans import (PUNCTUATION, SpanRules, SpanStats, add_candidates, candidates_for_record,
-                            load_stopwords)
+from nertools.core.record import normalize_record
+from nertools.xner.candidates import PUNCTUATION, SpanRules, SpanStats, add_candidates, candidates_for_record, load_stopwords
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIX = SHARED / "fixtures" / "xner-official"
@@ -35,7 +34,7 @@ def test_candidates_equal_the_released_code(label):
     expected = {(d["sentence_id"], d["start_word"], d["end_word"], d["span"])
                 for d in map(json.loads, (FIX / f"official.{label}.fast.jsonl").open())}
     got = set()
-    from nertools.divergence import wordpiece_detokenize
+    from nertools.xner.masked import wordpiece_detokenize
     for line in (FIX / "sentences.jsonl").open():
         s = json.loads(line)
         r = normalize_record({"tokens": s["tokens"]})

@@ -1,12 +1,11 @@
-"""Tag <-> span codecs (nertools.tags): examples, property tests, agreement with seqeval."""
+"""Tag <-> span codecs (nertools.core.tags): examples, property tests, agreement with seqeval."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nertools.errors import DataError
-from nertools.tags import (SCHEMES, SchemeDetector, canonical_scheme, check_tag, decode,
-                           detect_scheme, encode, split_tag)
+from nertools.core.tags import SCHEMES, SchemeDetector, canonical_scheme, check_tag, decode, detect_scheme, encode, split_tag
 
 LABELS = ["PER", "LOC", "creative-work"]
 

@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from nertools.errors import NertoolsError
-from nertools.jsonl import read_records
-from nertools.record import normalize_record
-from nertools.tagger import (LabelScheme, SpecialTokens, Tagger, assign_owners, make_windows,
-                             predict_probs, window_ranges, word_pieces)
-from nertools.train import TrainArgs, replace_dir, save_model_dir, span_metrics, train
+from nertools.core.jsonl import read_records
+from nertools.core.record import normalize_record
+from nertools.tagging.tagger import LabelScheme, SpecialTokens, Tagger, assign_owners, make_windows, predict_probs, window_ranges, word_pieces
+from nertools.tagging.train import TrainArgs, replace_dir, save_model_dir, span_metrics, train
 
 VOCAB = ("[PAD] [UNK] [CLS] [SEP] [MASK] the a of in visited met said city and works for to "
          ". , ##s alice bob carol paris london rome acme globex").split()

@@ -19,12 +19,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 import click
 
 from nertools.errors import EXIT_FAILURE, NertoolsError
-from nertools.jsonl import ON_ERROR_CHOICES, ErrorPolicy
+from nertools.core.jsonl import ON_ERROR_CHOICES, ErrorPolicy
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -38,7 +38,7 @@ def _silence_stdout() -> None:
         pass
 
 
-def fail(prog: str, message: str, code: int = EXIT_FAILURE) -> "NoReturn":  # type: ignore[name-defined]
+def fail(prog: str, message: str, code: int = EXIT_FAILURE) -> NoReturn:
     click.echo(f"{prog}: error: {message}", err=True)
     sys.exit(code)
 

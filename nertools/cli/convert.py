@@ -6,8 +6,10 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
-from nertools.convert import DETECT_WINDOW, FORMATS, SEPARATORS, convert
-from nertools.tags import SCHEMES
+from nertools.formats.common import DETECT_WINDOW
+from nertools.formats.convert import FORMATS, convert
+from nertools.formats.conll import SEPARATORS
+from nertools.core.tags import SCHEMES
 
 EXAMPLE = """\b
 Examples:

@@ -8,11 +8,11 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
-from nertools.dictionary import AMBIGUOUS_CHOICES, Dictionary
-from nertools.dictmatch import DictionaryMatcher, annotate_records
+from nertools.gener.dictionary import AMBIGUOUS_CHOICES, Dictionary
+from nertools.gener.dictmatch import DictionaryMatcher, annotate_records
 from nertools.errors import NertoolsError
-from nertools.jsonl import RecordWriter, display_name, read_jsonl
-from nertools.normalize import rules_without
+from nertools.core.jsonl import RecordWriter, display_name, read_jsonl
+from nertools.gener.phrase_rules import rules_without
 
 EXAMPLE = """\b
 Examples:

@@ -7,7 +7,7 @@ import click
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
 from nertools.errors import DataError, NertoolsError
-from nertools.jsonl import RecordWriter, read_records
+from nertools.core.jsonl import RecordWriter, read_records
 
 EXAMPLE = """\b
 Examples:
@@ -43,14 +43,14 @@ def _label_words(specs, seeds):
 def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, context, causal_rows,
                  progress, start_token="auto"):
     """The scorer for ``lm``'s kind: :class:`MaskedDivergenceScorer` or ``CausalDivergenceScorer``."""
-    from nertools.models import CAUSAL
+    from nertools.runtime.models import CAUSAL
 
     if lm.kind == CAUSAL:
         if method == "official":
             raise NertoolsError("--method official reproduces the released masked-LM code; "
                                 "use a masked LM (e.g. roberta-large) or another method")
         try:
-            from nertools.causal_divergence import CausalDivergenceScorer
+            from nertools.xner.causal import CausalDivergenceScorer
         except ImportError as e:
             raise NertoolsError(f"causal-LM scoring is not available: {e}") from None
         kwargs = {"method": method, "batch_tokens": batch_tokens, "rows": causal_rows,
@@ -60,7 +60,7 @@ def build_scorer(lm, seeds, *, method, template, temperature, batch_tokens, cont
         if template is not None:
             kwargs["prompt_template" if method == "prompt" else "template"] = template
         return CausalDivergenceScorer(lm, seeds, **kwargs)
-    from nertools.divergence import MaskedDivergenceScorer
+    from nertools.xner.masked import MaskedDivergenceScorer
 
     return MaskedDivergenceScorer(lm, seeds, method=method, template=template,
                                   temperature=2.0 if temperature is None else temperature,
@@ -121,8 +121,8 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
     divergence; cosine is stored as 1 - cos, prompt as -log p). Everything else is kept.
     Records stream through in input order.
     """
-    from nertools.models import MASKED, load_lm, set_threads
-    from nertools.seeds import collect_seeds
+    from nertools.runtime.models import MASKED, load_lm, set_threads
+    from nertools.xner.seeds import collect_seeds
 
     if temperature is not None and not temperature > 0:
         raise click.BadParameter("must be > 0", param_hint="--temperature")

@@ -8,7 +8,9 @@ import click
 import orjson
 
 from nertools.cli.common import CONTEXT_SETTINGS, make_policy, nertools_command, on_error_option
-from nertools.evaluate import MISSING_CHOICES, evaluate, evaluate_ranked
+from nertools.evaluation.matching import MISSING_CHOICES
+from nertools.evaluation.strict import evaluate
+from nertools.evaluation.ranked import evaluate_ranked
 
 EXAMPLE = """\b
 Examples:

@@ -7,9 +7,8 @@ import click
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
 from nertools.errors import NertoolsError
-from nertools.jsonl import RecordWriter
-from nertools.pseudo import (ALL_LABELS, NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection, parse_thresholds,
-                             pseudo_label)
+from nertools.core.jsonl import RecordWriter
+from nertools.xner.pseudo import ALL_LABELS, NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection, parse_thresholds, pseudo_label
 
 EXAMPLE = """\b
 Examples:

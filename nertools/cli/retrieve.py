@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from nertools.cli.common import CONTEXT_SETTINGS, make_policy, nertools_command, on_error_option, output_option
-from nertools.dictionary import write_dictionary
+from nertools.gener.dictionary import write_dictionary
 from nertools.errors import NertoolsError
-from nertools.jsonl import RecordWriter
-from nertools.normalize import rules_without
+from nertools.core.jsonl import RecordWriter
+from nertools.gener.phrase_rules import rules_without
 
 INDEX_EXAMPLE = """\b
 Examples:
@@ -78,8 +78,8 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
     lines were appended to the corpus indexes only the new lines; any other change is refused
     unless --rebuild.
     """
-    from nertools.models import set_threads
-    from nertools.retrieve import IndexSettings, build_index
+    from nertools.runtime.models import set_threads
+    from nertools.gener.phrase_index import IndexSettings, build_index
 
     set_threads(threads)
     policy = make_policy(on_error)
@@ -97,7 +97,7 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
 
 
 def _collect_questions(questions, labels, question_file, type_words):
-    from nertools.retrieve import make_question, read_questions
+    from nertools.gener.questions import make_question, read_questions
 
     tw = {}
     for spec in type_words:
@@ -160,8 +160,11 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
     openai: stdout gets the pseudo-dictionary as JSONL {"phrase", "label", "count"}, which
     ner-dictmatch --dict reads too. --dict-out writes the same dictionary as TSV.
     """
-    from nertools.models import set_threads
-    from nertools import retrieve as R
+    from nertools.runtime.models import set_threads
+    from nertools.gener import phrase_index as R
+    from nertools.gener.pseudo_dict import pseudo_dictionary
+    from nertools.gener.questions import ask_llm_entities
+    from nertools.llm.client import LLMConfig, default_cache_dir
 
     set_threads(threads)
     qs = _collect_questions(questions, labels, question_file, type_words)
@@ -169,15 +172,15 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
     if backend == "openai":
         if not base_url or not model:
             raise click.UsageError("--backend openai needs --base-url and --model")
-        cfg = R.LLMConfig(base_url=base_url, model=model, api_key=api_key, timeout=timeout,
+        cfg = LLMConfig(base_url=base_url, model=model, api_key=api_key, timeout=timeout,
                           retries=retries, retry_wait=retry_wait,
-                          cache_dir=None if no_cache else (cache_dir or R.default_cache_dir()))
+                          cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
         answers = []
         for q in qs:
-            names = R.ask_llm_entities(cfg, q, top_k, log=lambda m: click.echo(f"ner-retrieve query: {m}", err=True))
+            names = ask_llm_entities(cfg, q, top_k, log=lambda m: click.echo(f"ner-retrieve query: {m}", err=True))
             click.echo(f"ner-retrieve query: {q.label} ({q.text!r}): {len(names)} entities", err=True)
             answers.extend((name, q) for name in names)
-        entries = R.pseudo_dictionary(answers, rules)
+        entries = pseudo_dictionary(answers, rules)
         with RecordWriter(output) as out:
             for phrase, label, count in entries:
                 out.write({"phrase": phrase, "label": label, "count": count, "source": "openai"})
@@ -199,7 +202,7 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
         with RecordWriter(output) as out:
             for rec in R.evidence_records(index, sorted(all_hits, key=lambda h: -h.score)):
                 out.write(rec)
-        entries = R.pseudo_dictionary(((h.text, h.question) for h in all_hits), rules)
+        entries = pseudo_dictionary(((h.text, h.question) for h in all_hits), rules)
     if dict_out:
         if not entries:
             raise NertoolsError("the pseudo-dictionary is empty after normalisation; nothing written")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from nertools import bond  # noqa: F401  (constants for --help; imports torch)
+from nertools.tagging import bond  # noqa: F401  (constants for --help; imports torch)
 from nertools.cli.common import CONTEXT_SETTINGS, make_policy, nertools_command, on_error_option
 from nertools.errors import DataError
-from nertools.jsonl import read_records
+from nertools.core.jsonl import read_records
 
 EXAMPLE = """\b
 Examples:
@@ -97,7 +97,7 @@ def main(train_path, dev_path, model, out, self_train, seed, lr, batch_size, gra
     KLDivLoss), and the checkpoint is chosen by dev F1 (the official code picks it by test F1).
     Soft labels: p ~ q^2/f with f the class frequency over the batch, renormalised per word.
     """
-    from nertools.train import TrainArgs, check_output_paths, train  # (torch loads inside train)
+    from nertools.tagging.train import TrainArgs, check_output_paths, train  # (torch loads inside train)
 
     check_output_paths(out, resume)
     policy = make_policy(on_error)
@@ -106,7 +106,7 @@ def main(train_path, dev_path, model, out, self_train, seed, lr, batch_size, gra
     if not any(r["spans"] for r in train_records):
         raise DataError("no spans in the training data: nothing to learn", path=train_path)
 
-    from nertools.models import set_threads
+    from nertools.runtime.models import set_threads
 
     set_threads(threads)
     args = TrainArgs(model=model, seed=seed, lr=lr, batch_size=batch_size, grad_accum=grad_accum,

@@ -8,8 +8,8 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
-from nertools.jsonl import RecordWriter, read_records
-from nertools.spans import SpanRules, SpanStats, add_candidates, load_stopwords
+from nertools.core.jsonl import RecordWriter, read_records
+from nertools.xner.candidates import SpanRules, SpanStats, add_candidates, load_stopwords
 
 EXAMPLE = """\b
 Examples:

@@ -6,7 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
-from nertools.jsonl import RecordWriter, read_records
+from nertools.core.jsonl import RecordWriter, read_records
 
 EXAMPLE = """\b
 Examples:
@@ -42,8 +42,8 @@ def main(input, output, model, threshold, max_tokens, chunk, device, dtype, thre
     other field kept. Sentences longer than the model window are split into overlapping
     windows and merged back (each word is taken from the window where it has most context).
     """
-    from nertools.models import set_threads
-    from nertools.tagger import Tagger
+    from nertools.runtime.models import set_threads
+    from nertools.tagging.tagger import Tagger
 
     set_threads(threads)
     policy = make_policy(on_error)

@@ -6,7 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
-from nertools.jsonl import RecordWriter, read_records
+from nertools.core.jsonl import RecordWriter, read_records
 
 EXAMPLE = """\b
 Examples:

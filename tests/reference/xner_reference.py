@@ -12,7 +12,7 @@ Written from the description of ``mining.py::fastndd_search`` (KomeijiForce/X-NE
 * ``softmax(logits / T)``, ``KL = sum p * log(p / q)``, plain mean per candidate.
 
 It exists as the baseline of ``benchmarks/xner_speed.py`` and as an independent reference
-for the tests of :mod:`nertools.divergence` (which must give the same numbers, far faster).
+for the tests of :mod:`nertools.xner.masked` (which must give the same numbers, far faster).
 It is not used by any command.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from nertools.divergence import boundary_rows, fill_template, wordpiece_detokenize
+from nertools.xner.masked import boundary_rows, fill_template, wordpiece_detokenize
 
 
 def _create_query(tokenizer, sent: str, new_sent: str, template: str, full: bool):

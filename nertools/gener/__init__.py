@@ -1,0 +1,1 @@
+"""GeNER: "Which [TYPE]?" questions, the phrase index, normalisation rules, dictionaries and matching."""

@@ -1,0 +1,1 @@
+"""LLM access shared by every method: the OpenAI-compatible client, prompts and answer parsing."""

@@ -1,0 +1,553 @@
+"""A token-classification tagger: BIO tags on the first sub-token of each word.
+
+The pieces, from records to spans and back:
+
+* :class:`LabelScheme` — the BIO tag set of a label set (``O``, ``B-X``, ``I-X`` ...), spans
+  to per-word tag ids and per-word probabilities back to scored spans.
+* :func:`word_pieces` — the sub-token ids of every word of a record (from the tokenizer's
+  character offsets, so it works for WordPiece, SentencePiece and byte-level BPE alike).
+* :func:`make_windows` — a sentence longer than the model's window is split into overlapping
+  windows of whole words; every word is *owned* by the window where it has the most context
+  on both sides, and its prediction is taken from there. Nothing is truncated (a single
+  word longer than a whole window keeps only its first pieces: only the first one is tagged).
+* :func:`token_batches` — windows grouped by length into batches under a token budget.
+* :func:`load_token_classifier` — any Hugging Face encoder or decoder with a
+  token-classification head, including GGUF files (the causal LM is loaded and its base
+  weights are copied into a freshly built token-classification model).
+* :class:`Tagger` — a model directory written by ``ner-selftrain`` (model + tokenizer +
+  ``nertools.json``); :meth:`Tagger.tag` streams records and adds scored ``spans``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from nertools.errors import NertoolsError
+
+#: Name of the metadata file of a model directory.
+META_FILE = "nertools.json"
+META_FORMAT = "nertools-tagger"
+IGNORE = -100
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """BIO2 tags for ``labels``: index 0 is ``O``, then ``B-L``, ``I-L`` for each label."""
+
+    labels: tuple[str, ...]
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict]) -> "LabelScheme":
+        found = sorted({s["label"] for r in records for s in r.get("spans", [])})
+        return cls(tuple(found))
+
+    @property
+    def tags(self) -> list[str]:
+        out = ["O"]
+        for lab in self.labels:
+            out += [f"B-{lab}", f"I-{lab}"]
+        return out
+
+    @property
+    def num_tags(self) -> int:
+        return 1 + 2 * len(self.labels)
+
+    def tag_ids(self, n_words: int, spans: Sequence[dict]) -> tuple[list[int], int]:
+        """Per-word tag ids for ``spans``; returns ``(ids, n_dropped)``.
+
+        Spans with an unknown label or overlapping an earlier (longer-first) span are dropped
+        and counted: BIO cannot represent overlaps.
+        """
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        ids = [0] * n_words
+        dropped = 0
+        for s in sorted(spans, key=lambda s: (s["token_start"], -s["token_end"])):
+            a, b = s["token_start"], s["token_end"]
+            k = index.get(s["label"])
+            if k is None or any(ids[i] != 0 for i in range(a, b + 1)):
+                dropped += 1
+                continue
+            ids[a] = 1 + 2 * k
+            for i in range(a + 1, b + 1):
+                ids[i] = 2 + 2 * k
+        return ids, dropped
+
+    def decode(self, probs: np.ndarray) -> list[tuple[int, int, str, float]]:
+        """Spans ``(token_start, token_end, label, score)`` from per-word tag probabilities.
+
+        Each word takes its most probable tag. An ``I-X`` that does not continue an ``X`` span
+        starts a new one (the usual lenient repair). A span's score is the mean, over its
+        words, of the probability of the tag that word received.
+        """
+        spans: list[tuple[int, int, str, float]] = []
+        if len(probs) == 0:
+            return spans
+        best = probs.argmax(-1)
+        cur: list[Any] | None = None  # [start, end, label_index, score_sum]
+        for i, t in enumerate(best.tolist()):
+            p = float(probs[i, t])
+            if t == 0:
+                if cur:
+                    spans.append(self._close(cur))
+                cur = None
+                continue
+            k, inside = (t - 1) // 2, (t - 1) % 2 == 1
+            if inside and cur is not None and cur[2] == k:
+                cur[1] = i
+                cur[3] += p
+            else:
+                if cur:
+                    spans.append(self._close(cur))
+                cur = [i, i, k, p]
+        if cur:
+            spans.append(self._close(cur))
+        return spans
+
+    def _close(self, cur: list) -> tuple[int, int, str, float]:
+        a, b, k, total = cur
+        return a, b, self.labels[k], total / (b - a + 1)
+
+
+# --------------------------------------------------------------------------- sub-tokens
+
+
+def word_pieces(tokenizer, records: Sequence[dict]) -> list[list[list[int]]]:
+    """For each record, the sub-token ids of each of its words (``tokens``).
+
+    The whole text is tokenised once with character offsets; a sub-token belongs to the word
+    holding the first non-space character it covers. A word that gets no sub-token (a
+    tokenizer that merged it into its neighbour, or dropped an odd character) is tokenised
+    on its own, and as a last resort becomes the unknown token.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise NertoolsError("the tagger needs a fast (Rust) tokenizer with offset mappings")
+    texts = [r["text"] for r in records]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    fallback = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+    out = []
+    for r, ids, offsets in zip(records, enc["input_ids"], enc["offset_mapping"]):
+        toks = r["tokens"]
+        char2word = np.full(len(r["text"]) + 1, -1, dtype=np.int64)
+        for w, t in enumerate(toks):
+            char2word[t["start"]:t["end"]] = w
+        pieces: list[list[int]] = [[] for _ in toks]
+        for tid, (s, e) in zip(ids, offsets):
+            if e <= s:
+                continue
+            hit = char2word[s:e]
+            hit = hit[hit >= 0]
+            if len(hit):
+                pieces[int(hit[0])].append(tid)
+        for w, p in enumerate(pieces):
+            if not p:
+                alone = tokenizer(toks[w]["text"], add_special_tokens=False)["input_ids"]
+                pieces[w] = list(alone) or [fallback]
+        out.append(pieces)
+    return out
+
+
+@dataclass
+class Window:
+    """Words ``[word_start, word_end)`` of record ``record`` as one model input.
+
+    ``input_ids`` include the model's special tokens; ``first_pos[i]`` is the position of
+    the first sub-token of word ``word_start + i``. ``own_start..own_end`` (exclusive) are the
+    words whose prediction this window provides.
+    """
+
+    record: int
+    word_start: int
+    word_end: int
+    input_ids: list[int]
+    first_pos: list[int]
+    own_start: int = 0
+    own_end: int = 0
+    labels: list[int] = field(default_factory=list)   # per word of the window (training)
+    weights: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """How the tokenizer wraps a sequence: ``prefix`` ids before it, ``suffix`` ids after."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer) -> "SpecialTokens":
+        # encode a probe word with and without special tokens and locate the plain ids
+        plain = list(tokenizer("probe", add_special_tokens=False)["input_ids"])
+        built = list(tokenizer("probe", add_special_tokens=True)["input_ids"])
+        for k in range(len(built) - len(plain) + 1):
+            if built[k:k + len(plain)] == plain:
+                return cls(tuple(built[:k]), tuple(built[k + len(plain):]))
+        raise NertoolsError("cannot tell which special tokens the tokenizer adds")
+
+    @property
+    def count(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+
+def window_ranges(lengths: Sequence[int], budget: int, overlap: int) -> list[tuple[int, int]]:
+    """Split words with sub-token ``lengths`` into windows of at most ``budget`` sub-tokens.
+
+    Windows are ``(start, end)`` word ranges; consecutive windows share about ``overlap``
+    sub-tokens of whole words (at least one word is always new). One window when it all fits.
+    """
+    if budget < 1:
+        raise ValueError("window budget must be >= 1 sub-token")
+    n = len(lengths)
+    lens = [min(x, budget) for x in lengths]
+    if sum(lens) <= budget:
+        return [(0, n)]
+    ranges = []
+    start = 0
+    while True:
+        end, used = start, 0
+        while end < n and used + lens[end] <= budget:
+            used += lens[end]
+            end += 1
+        ranges.append((start, end))
+        if end >= n:
+            return ranges
+        # next window starts so that it re-reads about `overlap` sub-tokens of this one
+        nxt, back = end, 0
+        while nxt - 1 > start and back + lens[nxt - 1] <= overlap:
+            nxt -= 1
+            back += lens[nxt]
+        start = max(nxt, start + 1)
+
+
+def assign_owners(ranges: Sequence[tuple[int, int]], n_words: int) -> list[tuple[int, int]]:
+    """For each window, the words it owns: the window where a word is farthest from an edge
+    (ties go to the earlier window). Owned ranges are contiguous and partition the words."""
+    owner = [0] * n_words
+    for w in range(n_words):
+        best, best_ctx = 0, -1
+        for k, (a, b) in enumerate(ranges):
+            if a <= w < b:
+                ctx = min(w - a, b - 1 - w)
+                if ctx > best_ctx:
+                    best, best_ctx = k, ctx
+        owner[w] = best
+    owned = []
+    for k in range(len(ranges)):
+        ws = [w for w in range(n_words) if owner[w] == k]
+        owned.append((ws[0], ws[-1] + 1) if ws else (0, 0))
+    return owned
+
+
+def make_windows(record_index: int, pieces: list[list[int]], special: SpecialTokens,
+                 max_length: int, overlap: int) -> list[Window]:
+    """Model inputs for one record (see :func:`window_ranges` and :func:`assign_owners`)."""
+    budget = max_length - special.count
+    if budget < 1:
+        raise NertoolsError(f"max length {max_length} leaves no room after {special.count} special tokens")
+    if not pieces:
+        return []
+    ranges = window_ranges([len(p) for p in pieces], budget, overlap)
+    owned = assign_owners(ranges, len(pieces))
+    windows = []
+    for (a, b), (oa, ob) in zip(ranges, owned):
+        ids = list(special.prefix)
+        first = []
+        for w in range(a, b):
+            first.append(len(ids))
+            ids.extend(pieces[w][:budget])
+        ids.extend(special.suffix)
+        windows.append(Window(record_index, a, b, ids, first, oa, ob))
+    return windows
+
+
+def token_batches(windows: Sequence[Window], max_tokens: int, max_batch: int = 256) -> list[list[int]]:
+    """Indices of ``windows`` grouped into batches of similar length, each with
+    ``batch size × longest window <= max_tokens`` (a window longer than the budget goes alone)."""
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+    batches, cur, longest = [], [], 0
+    for i in order:
+        n = len(windows[i])
+        if cur and (max(longest, n) * (len(cur) + 1) > max_tokens or len(cur) >= max_batch):
+            batches.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def collate(windows: Sequence[Window], pad_id: int, with_labels: bool = False) -> dict:
+    """Padded tensors for a batch: ``input_ids``, ``attention_mask``, ``first`` (a boolean mask
+    of first sub-tokens) and, for training, ``labels`` (-100 elsewhere) and ``weights``."""
+    import torch
+
+    n = max(len(w) for w in windows)
+    ids = torch.full((len(windows), n), pad_id, dtype=torch.long)
+    att = torch.zeros((len(windows), n), dtype=torch.long)
+    first = torch.zeros((len(windows), n), dtype=torch.bool)
+    labels = torch.full((len(windows), n), IGNORE, dtype=torch.long)
+    weights = torch.zeros((len(windows), n), dtype=torch.float)
+    for i, w in enumerate(windows):
+        ids[i, :len(w)] = torch.tensor(w.input_ids)
+        att[i, :len(w)] = 1
+        pos = torch.tensor(w.first_pos, dtype=torch.long)
+        first[i, pos] = True
+        if with_labels:
+            labels[i, pos] = torch.tensor(w.labels, dtype=torch.long)
+            weights[i, pos] = torch.tensor(w.weights, dtype=torch.float)
+    batch = {"input_ids": ids, "attention_mask": att, "first": first}
+    if with_labels:
+        batch["labels"] = labels
+        batch["weights"] = weights
+    return batch
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_window(model, tokenizer, requested: int | None) -> int:
+    """The longest input the model takes: its position limit, the tokenizer's limit and
+    ``requested``, whichever is smallest."""
+    limits = [requested] if requested else []
+    pos = getattr(model.config, "max_position_embeddings", None)
+    if pos:
+        # RoBERTa-style models reserve padding_idx + 1 positions
+        limits.append(pos - (2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0))
+    tml = getattr(tokenizer, "model_max_length", None)
+    if tml and tml < 10**6:
+        limits.append(tml)
+    return min(limits) if limits else 512
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' load reports (expected: a new head, an unused LM head) off stderr."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Give a tokenizer without a padding token (decoder models) one: EOS, else UNK."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+
+
+def load_token_classifier(name: str, scheme: LabelScheme, *, dtype=None):
+    """``(model, tokenizer)`` with a fresh token-classification head for ``scheme``.
+
+    ``name`` is a Hugging Face name, a folder, a GGUF file or an alias of
+    :data:`nertools.runtime.models.ALIASES`. transformers cannot build a token-classification model
+    from a GGUF file directly, so for GGUF the causal LM is loaded, a token-classification
+    model is built from its config, and the base model's weights are copied over.
+    """
+    import torch
+    from transformers import (AutoModelForCausalLM, AutoModelForTokenClassification,
+                              AutoTokenizer)
+
+    from nertools.runtime.models import resolve_model_path, split_gguf
+
+    quiet_transformers()
+    path = resolve_model_path(name)
+    gg = split_gguf(path)
+    tags = scheme.tags
+    head = {"num_labels": len(tags), "id2label": dict(enumerate(tags)),
+            "label2id": {t: i for i, t in enumerate(tags)}}
+    try:
+        if gg:
+            folder, fname = gg
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+            causal = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+            config = causal.config
+            for k, v in head.items():
+                setattr(config, k, v)
+            config.architectures = None
+            model = AutoModelForTokenClassification.from_config(config)
+            prefix = model.base_model_prefix
+            missing, unexpected = getattr(model, prefix).load_state_dict(
+                getattr(causal, prefix).state_dict(), strict=False)
+            if missing:
+                raise NertoolsError(f"cannot copy the base weights of {name!r}: missing {missing[:3]}")
+            del causal
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForTokenClassification.from_pretrained(path, **head)
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        raise NertoolsError(f"cannot load model {name!r} for token classification: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    prepare_tokenizer(tokenizer)
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if dtype is not None:
+        model.to(dtype)
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def predict_probs(model, tokenizer, records: Sequence[dict], *, scheme: LabelScheme,
+                  max_length: int, overlap: int, max_tokens: int, device=None,
+                  autocast_dtype=None, special: SpecialTokens | None = None) -> list[np.ndarray]:
+    """Per-word tag probabilities (``[n_words, n_tags]`` float32) for each record.
+
+    Long records are windowed (:func:`make_windows`); windows are batched by token budget
+    (:func:`token_batches`); each word's row comes from the window that owns it.
+    """
+    import torch
+
+    special = special or SpecialTokens.of(tokenizer)
+    device = device or next(model.parameters()).device
+    pieces = word_pieces(tokenizer, records)
+    windows: list[Window] = []
+    for i, p in enumerate(pieces):
+        windows.extend(make_windows(i, p, special, max_length, overlap))
+    out = [np.zeros((len(r["tokens"]), scheme.num_tags), dtype=np.float32) for r in records]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for idx in token_batches(windows, max_tokens):
+                wins = [windows[i] for i in idx]
+                batch = collate(wins, tokenizer.pad_token_id or 0)
+                kwargs = {"input_ids": batch["input_ids"].to(device),
+                          "attention_mask": batch["attention_mask"].to(device)}
+                if autocast_dtype is not None and autocast_dtype != torch.float32:
+                    with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                        logits = model(**kwargs).logits
+                else:
+                    logits = model(**kwargs).logits
+                probs = torch.softmax(logits.float(), -1).cpu().numpy()
+                for row, w in zip(probs, wins):
+                    for j in range(w.own_start, w.own_end):
+                        out[w.record][j] = row[w.first_pos[j - w.word_start]]
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
+def spans_for(record: dict, probs: np.ndarray, scheme: LabelScheme, threshold: float = 0.0,
+              source: str = "ner-tag") -> list[dict]:
+    """Canonical scored spans for one record from its per-word probabilities."""
+    toks = record["tokens"]
+    spans = []
+    for a, b, label, score in scheme.decode(probs):
+        if score < threshold:
+            continue
+        spans.append({"start": toks[a]["start"], "end": toks[b]["end"], "token_start": a,
+                      "token_end": b, "label": label, "score": round(score, 6), "source": source})
+    return spans
+
+
+# --------------------------------------------------------------------------- model directory
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if not p.is_dir():
+        raise NertoolsError(f"model directory not found: {path}")
+    f = p / META_FILE
+    if not f.is_file():
+        raise NertoolsError(f"{path} is not a nertools tagger directory (no {META_FILE}; "
+                            "train one with ner-selftrain)")
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise NertoolsError(f"cannot read {f}: {e}") from None
+    if meta.get("format") != META_FORMAT:
+        raise NertoolsError(f"{f} is not a {META_FORMAT} file")
+    return meta
+
+
+class Tagger:
+    """A trained tagger loaded from a model directory (``ner-selftrain --out DIR``)."""
+
+    def __init__(self, model, tokenizer, scheme: LabelScheme, *, max_length: int, overlap: int,
+                 device, meta: dict | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.scheme = scheme
+        self.max_length = max_length
+        self.overlap = overlap
+        self.device = device
+        self.meta = meta or {}
+        self.special = SpecialTokens.of(tokenizer)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str = "auto", dtype: str = "auto") -> "Tagger":
+        """Load a model directory. ``dtype`` float32 runs in full precision; bfloat16/float16
+        cast the weights (on CPU, bfloat16 is the one that helps)."""
+        meta = read_meta(path)  # before importing torch: a wrong path fails fast
+
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        from nertools.runtime.models import resolve_device, resolve_dtype
+
+        quiet_transformers()
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForTokenClassification.from_pretrained(str(path), dtype=dt)
+        except (OSError, ValueError) as e:
+            raise NertoolsError(f"cannot load tagger {path}: {str(e).splitlines()[0]}") from None
+        prepare_tokenizer(tokenizer)
+        model.to(dev)
+        model.eval()
+        scheme = LabelScheme(tuple(meta["labels"]))
+        if model.config.num_labels != scheme.num_tags:
+            raise NertoolsError(f"{path}: model has {model.config.num_labels} outputs but "
+                                f"{META_FILE} lists {scheme.num_tags} tags")
+        return cls(model, tokenizer, scheme, max_length=int(meta["max_length"]),
+                   overlap=int(meta.get("window_overlap", 0)), device=dev, meta=meta)
+
+    def probs(self, records: Sequence[dict], max_tokens: int = 8192) -> list[np.ndarray]:
+        return predict_probs(self.model, self.tokenizer, records, scheme=self.scheme,
+                             max_length=self.max_length, overlap=self.overlap,
+                             max_tokens=max_tokens, device=self.device, special=self.special)
+
+    def tag(self, records: Iterable[dict], *, threshold: float = 0.0, max_tokens: int = 8192,
+            chunk: int = 512) -> Iterator[dict]:
+        """Stream ``records`` (canonical) with their ``spans`` replaced by predictions.
+
+        Records are processed ``chunk`` at a time (batched by ``max_tokens``) and yielded in
+        input order; every other field is kept.
+        """
+        buf: list[dict] = []
+        for rec in records:
+            buf.append(rec)
+            if len(buf) >= chunk:
+                yield from self._tag_chunk(buf, threshold, max_tokens)
+                buf = []
+        if buf:
+            yield from self._tag_chunk(buf, threshold, max_tokens)
+
+    def _tag_chunk(self, recs: list[dict], threshold: float, max_tokens: int) -> Iterator[dict]:
+        with_tokens = [r for r in recs if r["tokens"]]
+        probs = iter(self.probs(with_tokens, max_tokens)) if with_tokens else iter(())
+        for r in recs:
+            if not r["tokens"]:
+                r["spans"] = []
+            else:
+                r["spans"] = spans_for(r, next(probs), self.scheme, threshold)
+            yield r

@@ -1,0 +1,116 @@
+"""Candidate spans for X-NER span mining (``ner-spans``).
+
+The default rules are exactly those of the official X-NER code (``mining.py::fastndd_search``):
+
+* word n-grams of length ``max_length`` (3), then shorter ones down to 1, left to right;
+* when the last word of the sentence is exactly ``"."``, no span includes it;
+* a span is dropped when any of its words, lower-cased, is a stop word (the 179-word NLTK
+  English list shipped as ``nertools/data/english_stopwords.txt``) or one of the punctuation
+  words in :data:`PUNCTUATION`;
+* a span is dropped when any digit character occurs in it.
+
+A "word" is a token of the canonical record. Overlapping candidates are all kept; the
+order is the official one (longest first, then left to right).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Iterable, Iterator
+
+from nertools.errors import DataError
+
+#: Punctuation words the official code adds to the stop list.
+PUNCTUATION = (".", ",", "?", "!", "'", '"', "(", ")", "-", "--", "_", "[", "]", "{", "}", "#", "@", "*")
+
+DIGITS = frozenset("0123456789")
+
+
+def load_stopwords(path: str | None = None) -> frozenset[str]:
+    """The stop-word list: ``path`` (one word per line, ``#`` comments) or the shipped NLTK list."""
+    if path is None:
+        text = resources.files("nertools").joinpath("data/english_stopwords.txt").read_text("utf-8")
+    else:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            raise DataError(f"cannot read stop-word file: {e.strerror or e}", path=path) from None
+    return frozenset(w.strip().lower() for w in text.splitlines()
+                     if w.strip() and not w.lstrip().startswith("#"))
+
+
+@dataclass
+class SpanRules:
+    """The rules that decide which word n-grams are candidates.
+
+    ``max_tokens``: sentences with more words get no candidates at all (the paper's
+    sentence-length cap, App. C: 30 for CoNLL); ``None`` means no cap.
+    """
+
+    max_length: int = 3
+    stopwords: frozenset[str] = field(default_factory=load_stopwords)
+    punctuation: frozenset[str] = frozenset(PUNCTUATION)
+    allow_digits: bool = False
+    final_period: bool = True  # a sentence-final "." is never inside a span
+    max_tokens: int | None = None
+
+    def __post_init__(self):
+        if self.max_length < 1:
+            raise ValueError("max_length must be at least 1")
+        self._blocked = frozenset(self.stopwords) | frozenset(self.punctuation)
+
+    def word_ok(self, word: str) -> bool:
+        if word.lower() in self._blocked:
+            return False
+        return self.allow_digits or not any(c in DIGITS for c in word)
+
+    def too_long(self, n_words: int) -> bool:
+        return self.max_tokens is not None and n_words > self.max_tokens
+
+    def candidate_ranges(self, words: list[str]) -> list[tuple[int, int]]:
+        """``(start, end)`` word ranges (end exclusive) of every candidate, official order."""
+        n = len(words)
+        if n == 0 or self.too_long(n):
+            return []
+        ok = [self.word_ok(w) for w in words]
+        usable = n - 1 if self.final_period and words[-1] == "." else n
+        out = []
+        for length in range(min(self.max_length, n), 0, -1):
+            for start in range(0, usable - length + 1):
+                if all(ok[start:start + length]):
+                    out.append((start, start + length))
+        return out
+
+
+def candidates_for_record(record: dict, rules: SpanRules) -> list[dict]:
+    """Candidate dicts ``{"start","end","token_start","token_end","text"}`` for a canonical record."""
+    tokens = record["tokens"]
+    words = [t["text"] for t in tokens]
+    text = record["text"]
+    out = []
+    for a, b in rules.candidate_ranges(words):
+        s, e = tokens[a]["start"], tokens[b - 1]["end"]
+        out.append({"start": s, "end": e, "token_start": a, "token_end": b - 1, "text": text[s:e]})
+    return out
+
+
+@dataclass
+class SpanStats:
+    records: int = 0
+    candidates: int = 0
+    capped: int = 0  # sentences over the length cap (passed through with no candidates)
+
+
+def add_candidates(records: Iterable[dict], rules: SpanRules, stats: SpanStats | None = None) -> Iterator[dict]:
+    """Yield each record with ``"candidates"`` set (replacing any earlier candidates)."""
+    stats = stats if stats is not None else SpanStats()
+    for rec in records:
+        cands = candidates_for_record(rec, rules)
+        stats.records += 1
+        stats.candidates += len(cands)
+        if rules.too_long(len(rec["tokens"])):
+            stats.capped += 1
+        rec["candidates"] = cands
+        yield rec

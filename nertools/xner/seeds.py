@@ -1,0 +1,87 @@
+"""Seed entities: one example entity per label (X-NER's extremely weak supervision).
+
+A seed is written ``LABEL=TEXT`` on the command line (``PER="Masaki Yoshida"``), or one per
+line in a seeds file: ``LABEL<TAB>TEXT[<TAB>LABEL WORD]`` or JSONL
+``{"label": "PER", "seed": "Masaki Yoshida", "label_word": "person"}``. The label word is
+what templates say for the label ("The person name: ..."); it defaults from
+:data:`DEFAULT_LABEL_WORDS`, else the label in lower case with ``_`` and ``-`` as spaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from nertools.errors import DataError
+from nertools.core.labels import default_label_word
+
+
+@dataclass(frozen=True)
+class Seed:
+    label: str
+    text: str
+    label_word: str
+
+    @classmethod
+    def make(cls, label: str, text: str, label_word: str | None = None) -> "Seed":
+        label, text = label.strip(), text.strip()
+        if not label:
+            raise DataError("seed has an empty label")
+        if not text:
+            raise DataError(f"seed for label {label!r} is empty")
+        return cls(label, text, (label_word or "").strip() or default_label_word(label))
+
+
+def parse_seed(spec: str) -> Seed:
+    """Parse ``LABEL=TEXT`` (quotes around TEXT are stripped)."""
+    if "=" not in spec:
+        raise DataError(f"seed {spec!r} is not of the form LABEL=TEXT")
+    label, text = spec.split("=", 1)
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return Seed.make(label, text)
+
+
+def _seed_from_fields(parts: list[str]) -> Seed:
+    if len(parts) < 2:
+        raise DataError("expected LABEL<TAB>SEED[<TAB>LABEL WORD]")
+    return Seed.make(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+
+
+def _seed_from_json(obj: dict) -> Seed:
+    return Seed.make(str(obj.get("label", "")), str(obj.get("seed", obj.get("text", ""))),
+                     obj.get("label_word"))
+
+
+def read_seeds_file(path: str) -> list[Seed]:
+    """Seeds, one per line: ``LABEL<TAB>SEED[<TAB>LABEL WORD]`` or JSONL
+    ``{"label", "seed", "label_word"}``; ``#`` comments; ``-`` and ``.gz`` work."""
+    from nertools.core.specfile import read_small_table
+
+    return read_small_table(path, _seed_from_json, _seed_from_fields, what="seeds")
+
+
+def collect_seeds(specs: Iterable[str] = (), files: Iterable[str] = ()) -> list[Seed]:
+    """Seeds from ``LABEL=TEXT`` options and seeds files; a label given twice is an error."""
+    seeds = [parse_seed(s) for s in specs]
+    for f in files:
+        seeds.extend(read_seeds_file(f))
+    if not seeds:
+        raise DataError("no seeds given (use --seed LABEL=TEXT or --seeds FILE)")
+    seen = set()
+    for s in seeds:
+        if s.label in seen:
+            raise DataError(f"label {s.label!r} has more than one seed")
+        seen.add(s.label)
+    return seeds
+
+
+#: The X-NER paper's seeds (Appendix A), by data set.
+PAPER_SEEDS = {
+    "conll2003": {"PER": "Masaki Yoshida", "LOC": "Singapore", "ORG": "Boston Celtics", "MISC": "Japanese"},
+    "wnut17": {"person": "Masaki Yoshida", "location": "Singapore", "creative-work": "#BattlestarGalactica",
+               "group": "Boston Celtics", "corporation": "Microsoft", "product": "iPhone"},
+    "mit_restaurant": {"Restaurant_Name": "McDonald's", "Location": "nearby", "Dish": "chicken sandwich",
+                       "Price": "cheap", "Rating": "five star", "Cuisine": "Japanese"},
+}
