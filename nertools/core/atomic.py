@@ -1,0 +1,159 @@
+"""Atomic writes: a file or directory appears complete at its final path, or not at all.
+
+Every writer of the toolkit goes through here (JSONL outputs, dictionaries, the phrase
+index, the LLM cache, model directories, the GGUF cache), so that the rules hold once:
+
+- the new content is written to a temporary sibling (same directory, same file system) and
+  renamed into place, so a reader sees the old complete target or the new complete one;
+- the final file mode follows the umask, as ``open()`` would give (``0o666 & ~umask`` for
+  files, ``0o777 & ~umask`` for directories) and not the private ``0600``/``0700`` of
+  ``tempfile``; a replaced file keeps no mode of the temporary;
+- ``fsync=True`` flushes the data (and for directories every file in them) before the rename.
+
+``atomic_file(path)`` is a context manager yielding a binary file object; the target is
+replaced when the block ends normally and the temporary removed when it raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import orjson
+
+TEMP_PREFIX = ".tmp-"
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+def temp_file_beside(path: str | os.PathLike, suffix: str = ".part") -> tuple[int, str]:
+    """``(fd, name)`` of a new temporary file in ``path``'s directory, with the umask's mode."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=suffix, dir=directory)
+    try:
+        os.fchmod(fd, file_mode())
+    except OSError:
+        pass
+    return fd, tmp
+
+
+def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a finished temporary file onto ``path``."""
+    os.replace(tmp, path)
+
+
+def discard(tmp: str | os.PathLike | None) -> None:
+    """Remove a temporary file or directory, ignoring one that is already gone."""
+    if tmp is None:
+        return
+    p = Path(tmp)
+    try:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[IO[bytes]]:
+    """Write ``path`` atomically: ``with atomic_file(p) as fh: fh.write(b"...")``."""
+    fd, tmp = temp_file_beside(path)
+    fh = os.fdopen(fd, "wb")
+    try:
+        yield fh
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+        fh.close()
+        commit_file(tmp, path)
+    except BaseException:
+        fh.close()
+        discard(tmp)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
+    with atomic_file(path, fsync=fsync) as fh:
+        fh.write(data)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: bool = True, fsync: bool = False) -> None:
+    """``obj`` as JSON (orjson; numpy values allowed), written atomically."""
+    opts = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
+    write_bytes_atomic(path, orjson.dumps(obj, option=opts) + b"\n", fsync=fsync)
+
+
+def temp_dir_beside(target: str | os.PathLike) -> Path:
+    """A new empty directory beside ``target`` (created with the umask's mode)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TEMP_PREFIX}", dir=target.parent))
+    try:
+        os.chmod(tmp, dir_mode())
+    except OSError:
+        pass
+    return tmp
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync every regular file directly in ``path``."""
+    for f in Path(path).iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the complete directory ``tmp`` to ``target`` by renames (same file system).
+
+    An existing ``target`` is first renamed aside and deleted after the swap: at every
+    moment ``target`` is either the old complete directory, absent, or the new one.
+    """
+    tmp, target = Path(tmp), Path(target)
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """Build a directory atomically: ``with atomic_dir(out) as tmp: (tmp / "x").write_bytes(...)``.
+
+    On normal exit ``tmp`` replaces ``target`` (see :func:`replace_dir`); on an exception
+    ``tmp`` is removed and ``target`` is untouched.
+    """
+    tmp = temp_dir_beside(target)
+    try:
+        yield tmp
+        if fsync:
+            fsync_dir(tmp)
+        replace_dir(tmp, target)
+    except BaseException:
+        discard(tmp)
+        raise
