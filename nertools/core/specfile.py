@@ -3,7 +3,6 @@ dictionaries, stop words), read with file:line errors."""
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from typing import Any, Callable, Iterator
@@ -14,12 +13,40 @@ from nertools.errors import DataError
 from nertools.core.jsonl import display_name, open_binary_input
 
 
-def read_text_lines(path: str | os.PathLike) -> Iterator[str]:
-    """Text lines (without newline) of a file, ``-`` or ``.gz``; for non-JSON inputs."""
-    fh = open_binary_input(path)
+BOM = b"\xef\xbb\xbf"
+
+
+def decode_line(raw: bytes, name: str, lineno: int) -> str:
+    """One line of a text file as str: UTF-8, a BOM on line 1 dropped, errors with file:line."""
+    if lineno == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM):]
     try:
-        for raw in io.TextIOWrapper(fh, encoding="utf-8", newline=""):
-            yield raw.rstrip("\n").rstrip("\r") if raw.endswith("\n") else raw
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line); "
+                        "convert the file to UTF-8", path=name, line=lineno) from None
+
+
+def read_text_lines(path: str | os.PathLike) -> Iterator[str]:
+    """Text lines (without newline) of a file, ``-`` or ``.gz``; for non-JSON inputs.
+
+    UTF-8 only (a UTF-8 byte order mark at the start is dropped, as Notepad and Excel write
+    one); a line that is not UTF-8, or a truncated ``.gz``, raises :class:`DataError` naming
+    the file (and line).
+    """
+    name = display_name(path)
+    fh = open_binary_input(path)
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(fh, 1):
+            line = decode_line(raw, name, lineno)
+            yield line.rstrip("\n").rstrip("\r") if line.endswith("\n") else line
+    except (OSError, EOFError) as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        raise DataError(f"cannot read: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
+                        + (" (truncated .gz?)" if isinstance(e, EOFError) else ""),
+                        path=name, line=lineno + 1 if lineno else None) from None
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()

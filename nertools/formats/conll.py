@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from nertools.errors import DataError
 from nertools.core.jsonl import ErrorPolicy, display_name, open_binary_input
+from nertools.core.specfile import decode_line
 from nertools.core.record import make_span, tokens_from_words
 from nertools.core.tags import canonical_scheme, check_tag, decode, encode
 from nertools.formats.common import DETECT_WINDOW, _with_scheme
@@ -63,9 +64,9 @@ class _ConllParser:
         try:
             for lineno, raw in enumerate(fh, 1):
                 try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    bad = bad or DataError("not UTF-8", path=self.name, line=lineno)
+                    line = decode_line(raw, self.name, lineno)
+                except DataError as e:
+                    bad = bad or e
                     continue
                 if line.endswith("\n"):
                     line = line[:-2] if line.endswith("\r\n") else line[:-1]
@@ -77,7 +78,7 @@ class _ConllParser:
                     lines, fields, bad = [], [], None
                     continue
                 cols = self.split(line)
-                if cols and cols[0] == DOCSTART:
+                if cols and cols[0] == DOCSTART and not fields:  # mid-sentence: a token
                     yield _DocStart(lineno, line)
                     continue
                 if bad is not None:
@@ -88,10 +89,11 @@ class _ConllParser:
                     continue
                 lines.append(lineno)
                 fields.append(cols)
-        except OSError as e:
+        except (OSError, EOFError) as e:
             if isinstance(e, BrokenPipeError):
                 raise
-            raise DataError(f"cannot read: {e}", path=self.name) from None
+            why = f"{e} (truncated .gz?)" if isinstance(e, EOFError) else str(e)
+            raise DataError(f"cannot read: {why}", path=self.name) from None
         finally:
             if fh is not sys.stdin.buffer:
                 fh.close()
@@ -215,6 +217,9 @@ def conll_block(rec: dict, *, scheme: str | None = None, sep: str | None = None)
     if n == 0:
         return "".join(out)
     row = [""] * ncols
+    if words[0] == DOCSTART:
+        raise DataError(f"token 0: {DOCSTART!r} at the start of a sentence cannot be written to CoNLL: "
+                        "it would read back as a document separator")
     for i in range(n):
         row[tc], row[gc] = words[i], tags[i]
         for k, v in extra.items():
