@@ -23,6 +23,13 @@ class NertoolsError(Exception):
     exit_code = EXIT_FAILURE
 
 
+class UsageError(NertoolsError):
+    """A bad command-line value (``--seed Masaki``, ``--threshold x``): exit code 2, like
+    click's own usage errors. Bad values read from a *file* are :class:`DataError`."""
+
+    exit_code = EXIT_USAGE
+
+
 class DataError(NertoolsError):
     """Bad input data. Carries the file name and the 1-based line number when known."""
 

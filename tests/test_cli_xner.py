@@ -66,10 +66,12 @@ def test_2way_with_progress_and_label_word(candidates, tmp_path):
                          all(math.isfinite(v) and v >= -1e-6 for v in c["scores"].values()) for c in cands)
 
 
-@pytest.mark.parametrize("args,code,msg", [
-    (["--seed", "PER="], 65, b"empty"),
-    (["--seed", "Masaki"], 65, b"LABEL=TEXT"),
-    (["--seed", "PER=Masaki", "--label-word", "LOC=place"], 65, b"without a seed"),
+@pytest.mark.parametrize("args,code,msg", [  # malformed command-line values are usage errors: 2
+    (["--seed", "PER="], 2, b"empty"),
+    (["--seed", "Masaki"], 2, b"LABEL=TEXT"),
+    (["--seed", "PER=Masaki", "--label-word", "LOC=place"], 2, b"without a seed"),
+    (["--seed", "PER=Masaki", "--label-word", "PER"], 2, b"LABEL=WORD"),
+    ([], 2, b"no seeds given"),
 ])
 def test_bad_seeds(candidates, args, code, msg):
     p = run(["ner-divscore", "--model", str(TINY), *args], candidates)

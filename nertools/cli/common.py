@@ -6,11 +6,15 @@ A command is written as::
     @input_argument()
     @output_option()
     @on_error_option()
+    @quiet_option(expose_value=False)          # nertools.cli.options
     @nertools_command("ner-foo")
-    def main(input, output, on_error): ...
+    def main(input, output, on_error):
+        policy = ErrorPolicy(on_error)
+        ...  # one call of the command's library function
 
 :func:`nertools_command` turns :class:`~nertools.errors.NertoolsError` into a one-line
-message on stderr and its exit code, ends quietly when stdout is closed early
+message on stderr and its exit code (a :class:`~nertools.errors.UsageError`, e.g. a
+malformed ``LABEL=VALUE``, exits 2 like click's own usage errors), ends quietly when stdout is closed early
 (``| head``), and exits 130 on Ctrl-C.
 """
 
@@ -88,9 +92,6 @@ def on_error_option() -> Callable:
 
 
 def make_policy(on_error: str) -> ErrorPolicy:
+    """Deprecated: write ``ErrorPolicy(on_error)``. Kept only while cli/selftrain.py and
+    cli/tag.py still call it; delete it with their last use."""
     return ErrorPolicy(on_error)
-
-
-def run_main(command: click.Command) -> None:
-    """Entry point helper for console scripts and ``bin/`` wrappers."""
-    command(prog_name=command.name)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
-from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
-                                 on_error_option, output_option)
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
+                                 output_option)
+from nertools.cli.options import labels_option, quiet_option
+from nertools.core.jsonl import ErrorPolicy
 from nertools.formats.common import DETECT_WINDOW
 from nertools.formats.convert import FORMATS, convert
 from nertools.formats.conll import SEPARATORS
@@ -20,12 +22,6 @@ Examples:
   ner-convert --from doccano --to jsonl admin.jsonl | ner-validate --labels PER,LOC
   ner-convert --from hf --to gliner --labels O,B-PER,I-PER,B-LOC,I-LOC hf.jsonl
 """
-
-
-def _label_list(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    return [x.strip() for x in value.split(",") if x.strip()]
 
 
 @click.command("ner-convert", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
@@ -48,13 +44,14 @@ def _label_list(value: str | None) -> list[str] | None:
               help="conll input: the tag column (-1 = the last, as in CoNLL-2003 files).")
 @click.option("--sep", default=None, type=click.Choice(tuple(SEPARATORS)),
               help="conll output: column separator [default: the input's, else tab].")
-@click.option("--labels", default=None, metavar="T1,T2,...",
-              help="hf: the id -> tag list for integer ner_tags (read), and writes integer "
-                   "tags (write).")
+@labels_option(metavar="T1,T2,...",
+               help="hf: the id -> tag list for integer ner_tags (read), and writes integer "
+                    "tags (write).")
 @click.option("--id-prefix", default="", metavar="TEXT",
               help="Ids for records without one: prefix + 0-based sentence number (conll) or "
                    "+ line number (JSON formats).")
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-convert")
 def main(input, output, from_fmt, to_fmt, scheme, out_scheme, token_col, tag_col, sep, labels,
          id_prefix, on_error):
@@ -71,11 +68,10 @@ def main(input, output, from_fmt, to_fmt, scheme, out_scheme, token_col, tag_col
     tag not of the scheme, broken JSON, spans out of range) is reported with file and
     line (exit 65).
     """
-    policy = make_policy(on_error)
-    label_list = _label_list(labels)
-    if from_fmt != "hf" and to_fmt != "hf" and label_list:
+    policy = ErrorPolicy(on_error)
+    if from_fmt != "hf" and to_fmt != "hf" and labels:
         raise click.UsageError("--labels applies to the hf format only")
     convert(input, output, from_fmt, to_fmt, policy=policy, scheme=scheme, out_scheme=out_scheme,
             token_col=token_col, tag_col=tag_col, sep=SEPARATORS[sep] if sep else None,
-            labels=label_list, id_prefix=id_prefix)
+            labels=labels, id_prefix=id_prefix)
     policy.report("ner-convert")

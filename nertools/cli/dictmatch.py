@@ -6,13 +6,15 @@ import time
 
 import click
 
-from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
-                                 on_error_option, output_option)
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
+                                 output_option)
+from nertools.cli.options import quiet_option
+from nertools.core.jsonl import ErrorPolicy, RecordWriter
+from nertools.core.labels import parse_key_value
 from nertools.gener.dictionary import AMBIGUOUS_CHOICES, Dictionary
-from nertools.gener.dictmatch import DictionaryMatcher, annotate_records
-from nertools.errors import NertoolsError
-from nertools.core.jsonl import RecordWriter, display_name, read_jsonl
-from nertools.gener.phrase_rules import rules_without
+from nertools.gener.dictmatch import DictionaryMatcher, dictmatch
+from nertools.gener.phrase_rules import NormalizationRules, rules_without
+from nertools.runtime.progress import log
 
 EXAMPLE = """\b
 Examples:
@@ -30,13 +32,12 @@ Rules (all on, as in GeNER; --no-rule N turns one off):
 """
 
 
-def _parse_type_words(specs) -> dict[str, str]:
+def _type_words(specs) -> dict[str, str]:
+    """``--type-word`` values; words given for one label in several options add up."""
     out: dict[str, str] = {}
     for spec in specs:
-        if "=" not in spec:
-            raise click.BadParameter(f"{spec!r} is not LABEL=WORD[,WORD...]", param_hint="--type-word")
-        label, words = spec.split("=", 1)
-        out[label.strip()] = ",".join(filter(None, [out.get(label.strip()), words.strip()]))
+        label, words = parse_key_value(spec, option="--type-word", form="LABEL=WORD[,WORD]")
+        out[label] = ",".join(filter(None, [out.get(label), words]))
     return out
 
 
@@ -64,6 +65,7 @@ def _parse_type_words(specs) -> dict[str, str]:
               help="Fully validate every record (default: canonical records take a fast path "
                    "that checks structure and the tokens of new spans only).")
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-dictmatch")
 def main(input, output, dict_path, case_sensitive, ambiguous, seed, overwrite, drop_existing,
          no_rules, min_chars, type_words, strict, on_error):
@@ -73,29 +75,21 @@ def main(input, output, dict_path, case_sensitive, ambiguous, seed, overwrite, d
     spans already on the records are kept unless --overwrite. Phrases are normalised by
     GeNER's rules; new spans carry "source": "dictmatch" (or "dictmatch-abbrev" for rule 8).
     """
-    policy = make_policy(on_error)
-    try:
-        rules = rules_without(no_rules)
-    except ValueError as e:  # pragma: no cover - IntRange already checks
-        raise NertoolsError(str(e)) from None
-    if 5 not in no_rules:
-        rules = type(rules)(**{**rules.__dict__, "min_chars": min_chars})
+    policy = ErrorPolicy(on_error)
+    rules = rules_without(no_rules, NormalizationRules(min_chars=min_chars))
     t0 = time.perf_counter()
     dictionary = Dictionary.load(dict_path, case_sensitive=case_sensitive, rules=rules,
-                                 type_words=_parse_type_words(type_words), ambiguous=ambiguous,
-                                 seed=seed)
-    click.echo(f"ner-dictmatch: {len(dictionary)} phrases, {len(dictionary.labels)} label(s) "
-               f"from {dictionary.lines_read} lines ({dictionary.phrases_dropped} dropped by the "
-               f"rules, {dictionary.ambiguous_phrases} ambiguous) in "
-               f"{time.perf_counter() - t0:.1f}s", err=True)
+                                 type_words=_type_words(type_words), ambiguous=ambiguous, seed=seed)
+    log(f"{len(dictionary)} phrases, {len(dictionary.labels)} label(s) "
+        f"from {dictionary.lines_read} lines ({dictionary.phrases_dropped} dropped by the "
+        f"rules, {dictionary.ambiguous_phrases} ambiguous) in {time.perf_counter() - t0:.1f}s",
+        prog="ner-dictmatch")
     matcher = DictionaryMatcher(dictionary, overwrite=overwrite, drop_existing=drop_existing)
     t1 = time.perf_counter()
     with RecordWriter(output) as out:
-        for rec in annotate_records(matcher, read_jsonl(input, policy=policy),
-                                    name=display_name(input), strict=strict,
-                                    policy=policy if on_error != "fail" else None):
+        for rec in dictmatch(input, matcher, strict=strict, policy=policy):
             out.write(rec)
     dt = time.perf_counter() - t1
-    click.echo(f"ner-dictmatch: {matcher.matches} spans in {matcher.records} records "
-               f"({matcher.tokens} tokens, {matcher.tokens / max(dt, 1e-9):,.0f} tokens/s)", err=True)
+    log(f"{matcher.matches} spans in {matcher.records} records "
+        f"({matcher.tokens} tokens, {matcher.tokens / max(dt, 1e-9):,.0f} tokens/s)", prog="ner-dictmatch")
     policy.report("ner-dictmatch")

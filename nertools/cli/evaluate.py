@@ -7,10 +7,13 @@ import sys
 import click
 import orjson
 
-from nertools.cli.common import CONTEXT_SETTINGS, make_policy, nertools_command, on_error_option
+from nertools.cli.common import CONTEXT_SETTINGS, nertools_command, on_error_option
+from nertools.cli.options import quiet_option
+from nertools.core.jsonl import ErrorPolicy
 from nertools.evaluation.matching import MISSING_CHOICES
 from nertools.evaluation.strict import evaluate
 from nertools.evaluation.ranked import evaluate_ranked
+from nertools.runtime.progress import log
 
 EXAMPLE = """\b
 Examples:
@@ -98,6 +101,7 @@ def _records_line(report: dict) -> str:
 @click.option("--json", "as_json", is_flag=True,
               help="Write the report as one JSON object (a line) instead of a table.")
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-eval")
 def main(gold, pred, missing, ranked, ks, k_fracs, as_json, on_error):
     """Score predicted spans against gold spans.
@@ -118,7 +122,7 @@ def main(gold, pred, missing, ranked, ks, k_fracs, as_json, on_error):
         raise click.UsageError("--ranked needs --k and/or --k-frac")
     if not ranked and (ks or k_fracs):
         raise click.UsageError("--k and --k-frac apply to --ranked only")
-    policy = make_policy(on_error)
+    policy = ErrorPolicy(on_error)
     if ranked:
         report = evaluate_ranked(gold, pred, ks=ks, k_fracs=k_fracs, missing=missing, policy=policy)
     else:
@@ -126,8 +130,8 @@ def main(gold, pred, missing, ranked, ks, k_fracs, as_json, on_error):
     report = {"gold": gold, "pred": pred, **report}
     r = report["records"]
     if r["missing"] or r["extra"]:
-        click.echo(f"ner-eval: note: {r['missing']} gold record(s) without prediction, "
-                   f"{r['extra']} prediction(s) without gold (--missing {missing})", err=True)
+        log(f"note: {r['missing']} gold record(s) without prediction, "
+            f"{r['extra']} prediction(s) without gold (--missing {missing})", prog="ner-eval")
     policy.report("ner-eval")
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_APPEND_NEWLINE))

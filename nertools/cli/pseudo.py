@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import click
 
-from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
-                                 on_error_option, output_option)
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
+                                 output_option)
+from nertools.cli.options import labels_option, quiet_option
+from nertools.core.jsonl import ErrorPolicy, RecordWriter
+from nertools.core.labels import parse_list
 from nertools.errors import NertoolsError
-from nertools.core.jsonl import RecordWriter
-from nertools.xner.pseudo import ALL_LABELS, NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection, parse_thresholds, pseudo_label
+from nertools.runtime.progress import log
+from nertools.xner.pseudo import (ALL_LABELS, NORMALIZATIONS, OVERLAP_RULES, PseudoStats, Selection,
+                                  parse_thresholds, pseudo_label)
 
 EXAMPLE = """\b
 Examples:
@@ -20,16 +24,10 @@ Examples:
 """
 
 
-def _labels(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    return [x.strip() for x in value.split(",") if x.strip()]
-
-
 def _boundary_labels(value: str | None) -> tuple[str, ...]:
     if value is not None and value.strip().lower() == "all":
         return (ALL_LABELS,)
-    return tuple(_labels(value) or ())
+    return tuple(parse_list(value) or ())
 
 
 @click.command("ner-pseudo", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
@@ -42,8 +40,7 @@ def _boundary_labels(value: str | None) -> tuple[str, ...]:
               help="Keep the K best-scored spans per label, corpus-wide.")
 @click.option("--top-percent", type=float, default=None, metavar="P",
               help="Keep per label the best P% of all candidates of the corpus (PromptMine: 2).")
-@click.option("--labels", default=None, metavar="L1,L2,...",
-              help="Only these labels (default: every label that has scores).")
+@labels_option(help="Only these labels (default: every label that has scores).")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="rank", show_default=True,
               help="How scores of different labels are compared when a candidate picks its best "
                    "label: rank = the fraction of the corpus's candidates scoring lower for that "
@@ -61,6 +58,7 @@ def _boundary_labels(value: str | None) -> tuple[str, ...]:
 @click.option("--keep-candidates", is_flag=True,
               help="Keep the 'candidates' field with its scores (default: dropped, smaller files).")
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-pseudo")
 def main(input, output, thresholds, top_k, top_percent, labels, normalize, overlap, boundary,
          emit_all, keep_candidates, on_error):
@@ -82,20 +80,20 @@ def main(input, output, thresholds, top_k, top_percent, labels, normalize, overl
     """
     if not thresholds and top_k is None and top_percent is None:
         raise click.UsageError("give --threshold, --top-k or --top-percent")
+    thresholds = parse_thresholds(thresholds)
     try:
-        sel = Selection(thresholds=parse_thresholds(thresholds), top_k=top_k, top_percent=top_percent,
-                        labels=_labels(labels), overlap=overlap, boundary_labels=_boundary_labels(boundary),
-                        normalize=normalize)
+        sel = Selection(thresholds=thresholds, top_k=top_k, top_percent=top_percent, labels=labels,
+                        overlap=overlap, boundary_labels=_boundary_labels(boundary), normalize=normalize)
     except NertoolsError as e:
         raise click.UsageError(str(e)) from None
-    policy = make_policy(on_error)
+    policy = ErrorPolicy(on_error)
     stats = PseudoStats()
     with RecordWriter(output) as out:
         for rec in pseudo_label(input, sel, emit_all=emit_all, keep_candidates=keep_candidates,
                                 policy=policy, stats=stats):
             out.write(rec)
     per_label = ", ".join(f"{lab} {n}" for lab, n in sorted(stats.per_label.items())) or "none"
-    click.echo(f"ner-pseudo: {stats.records} records, {stats.candidates} candidates -> "
-               f"{sum(stats.per_label.values())} pseudo spans ({per_label}) in {stats.emitted} records",
-               err=True)
+    log(f"{stats.records} records, {stats.candidates} candidates -> "
+        f"{sum(stats.per_label.values())} pseudo spans ({per_label}) in {stats.emitted} records",
+        prog="ner-pseudo")
     policy.report("ner-pseudo")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
-from nertools.cli.common import CONTEXT_SETTINGS, make_policy, nertools_command, on_error_option, output_option
-from nertools.gener.dictionary import write_dictionary
+from nertools.cli.common import CONTEXT_SETTINGS, nertools_command, on_error_option, output_option
+from nertools.cli.options import model_option, model_runtime_options, quiet_option
+from nertools.core.jsonl import ErrorPolicy, RecordWriter
+from nertools.core.labels import parse_key_values
 from nertools.errors import NertoolsError
-from nertools.core.jsonl import RecordWriter
+from nertools.gener.dictionary import write_dictionary
 from nertools.gener.phrase_rules import rules_without
+from nertools.runtime.progress import is_quiet, log
 
 INDEX_EXAMPLE = """\b
 Examples:
@@ -38,19 +41,10 @@ def main():
     index over a JSONL corpus, query it, and write a pseudo-dictionary for ner-dictmatch."""
 
 
-def _device_options(fn):
-    fn = click.option("--threads", type=click.IntRange(1), default=None,
-                      help="CPU threads for torch (default: torch's choice).")(fn)
-    fn = click.option("--dtype", default="auto", show_default=True,
-                      type=click.Choice(["auto", "float32", "bfloat16", "float16"]))(fn)
-    fn = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")(fn)
-    return fn
-
-
 @main.command("index", context_settings=CONTEXT_SETTINGS, epilog=INDEX_EXAMPLE)
 @click.option("--corpus", required=True, type=click.Path(dir_okay=False),
               help="JSONL corpus (records in any nertools input form).")
-@click.option("--model", default="all-minilm-l6-v2", show_default=True,
+@model_option(required=False, default="all-minilm-l6-v2", show_default=True,
               help="Hugging Face encoder: name, local folder or alias.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Index directory.")
 @click.option("--span-repr", type=click.Choice(["mean", "start-end"]), default="mean", show_default=True,
@@ -64,12 +58,12 @@ def _device_options(fn):
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild from scratch (needed when the corpus changed "
                                               "other than by appending, or the settings changed).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@_device_options
+@model_runtime_options
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-retrieve index")
 def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_length, batch_size,
-              rebuild, quiet, device, dtype, threads, on_error):
+              rebuild, device, dtype, threads, on_error):
     """Build a dense phrase index over the candidate phrases of a corpus.
 
     Candidates are word n-grams (up to --max-span-len words; no stop words, punctuation or
@@ -82,41 +76,17 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
     from nertools.gener.phrase_index import IndexSettings, build_index
 
     set_threads(threads)
-    policy = make_policy(on_error)
+    policy = ErrorPolicy(on_error)
     settings = IndexSettings(model=model, span_repr=span_repr, context_weight=context_weight,
                              max_span_len=max_span_len, max_length=max_length)
     rep = build_index(corpus, out, settings, device=device, dtype=dtype, batch_size=batch_size,
-                      rebuild=rebuild, policy=policy, progress=not quiet)
+                      rebuild=rebuild, policy=policy, progress=not is_quiet())
     policy.report("ner-retrieve index")
     if rep.status == "up-to-date":
-        click.echo(f"ner-retrieve index: {out} is up to date ({rep.total_phrases} phrases)", err=True)
+        log(f"{out} is up to date ({rep.total_phrases} phrases)", prog="ner-retrieve index")
     else:
-        click.echo(f"ner-retrieve index: {rep.status} {out}: {rep.sentences} sentences, "
-                   f"{rep.phrases} phrase vectors in {rep.seconds:.1f}s "
-                   f"({rep.total_phrases} phrases in all)", err=True)
-
-
-def _collect_questions(questions, labels, question_file, type_words):
-    from nertools.gener.questions import make_question, read_questions
-
-    tw = {}
-    for spec in type_words:
-        if "=" not in spec:
-            raise click.BadParameter(f"{spec!r} is not LABEL=WORD", param_hint="--type-word")
-        k, v = spec.split("=", 1)
-        tw[k.strip()] = v.strip()
-    out = []
-    if questions:
-        if len(labels) != 1:
-            raise click.UsageError("--question needs exactly one --label")
-        out.extend(make_question(labels[0], q, tw.get(labels[0])) for q in questions)
-    else:
-        out.extend(make_question(lab, None, tw.get(lab)) for lab in labels)
-    if question_file:
-        out.extend(read_questions(question_file))
-    if not out:
-        raise click.UsageError("give --label (with or without --question) or --questions FILE")
-    return out
+        log(f"{rep.status} {out}: {rep.sentences} sentences, {rep.phrases} phrase vectors in "
+            f"{rep.seconds:.1f}s ({rep.total_phrases} phrases in all)", prog="ner-retrieve index")
 
 
 @main.command("query", context_settings=CONTEXT_SETTINGS, epilog=QUERY_EXAMPLE)
@@ -136,7 +106,7 @@ def _collect_questions(questions, labels, question_file, type_words):
               help="Turn normalisation rule N (1-7) off for the pseudo-dictionary; repeatable.")
 @click.option("--backend", type=click.Choice(["dense", "openai"]), default="dense", show_default=True)
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--model", default=None, help="openai: model name. dense: encoder (default: the index's).")
+@model_option(required=False, default=None, help="openai: model name. dense: encoder (default: the index's).")
 @click.option("--api-key", default=None, envvar="OPENAI_API_KEY", help="API key (env OPENAI_API_KEY).")
 @click.option("--timeout", type=click.FloatRange(0.01), default=60.0, show_default=True,
               help="openai: seconds per request.")
@@ -148,7 +118,8 @@ def _collect_questions(questions, labels, question_file, type_words):
               help="openai: response cache (default ~/.cache/nertools/llm).")
 @click.option("--no-cache", is_flag=True, help="openai: neither read nor write the cache.")
 @output_option()
-@_device_options
+@model_runtime_options
+@quiet_option(expose_value=False)
 @nertools_command("ner-retrieve query")
 def query_cmd(index_path, questions, labels, question_file, type_words, top_k, dict_out, no_rules,
               backend, base_url, model, api_key, timeout, retries, retry_wait, cache_dir, no_cache,
@@ -161,50 +132,34 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
     ner-dictmatch --dict reads too. --dict-out writes the same dictionary as TSV.
     """
     from nertools.runtime.models import set_threads
-    from nertools.gener import phrase_index as R
-    from nertools.gener.pseudo_dict import pseudo_dictionary
-    from nertools.gener.questions import ask_llm_entities
-    from nertools.llm.client import LLMConfig, default_cache_dir
+    from nertools.gener.questions import collect_questions, query_dense, query_llm
+
+    def note(message: str) -> None:
+        log(message, prog="ner-retrieve query")
 
     set_threads(threads)
-    qs = _collect_questions(questions, labels, question_file, type_words)
+    tw = parse_key_values(type_words, option="--type-word", form="LABEL=WORD")
+    qs = collect_questions(labels, questions, question_file, tw)
     rules = rules_without(no_rules)
     if backend == "openai":
+        from nertools.llm.client import LLMConfig, default_cache_dir
+
         if not base_url or not model:
             raise click.UsageError("--backend openai needs --base-url and --model")
         cfg = LLMConfig(base_url=base_url, model=model, api_key=api_key, timeout=timeout,
-                          retries=retries, retry_wait=retry_wait,
-                          cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
-        answers = []
-        for q in qs:
-            names = ask_llm_entities(cfg, q, top_k, log=lambda m: click.echo(f"ner-retrieve query: {m}", err=True))
-            click.echo(f"ner-retrieve query: {q.label} ({q.text!r}): {len(names)} entities", err=True)
-            answers.extend((name, q) for name in names)
-        entries = pseudo_dictionary(answers, rules)
-        with RecordWriter(output) as out:
-            for phrase, label, count in entries:
-                out.write({"phrase": phrase, "label": label, "count": count, "source": "openai"})
+                        retries=retries, retry_wait=retry_wait,
+                        cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+        records, entries = query_llm(cfg, qs, top_k, rules=rules, log=note)
     else:
         if not index_path:
             raise click.UsageError("the dense backend needs --index")
-        index = R.PhraseIndex.open(index_path)
-        encoder = None
-        if model and model != index.settings.model:
-            click.echo(f"ner-retrieve query: encoding questions with {model!r}; the index was built "
-                       f"with {index.settings.model!r}", err=True)
-            encoder = R.load_encoder(model, device=device, dtype=dtype, max_length=index.settings.max_length)
-        results = R.query_index(index, qs, top_k, encoder=encoder, device=device, dtype=dtype)
-        all_hits = [h for hits in results for h in hits]
-        for q, hits in zip(qs, results):
-            click.echo(f"ner-retrieve query: {q.label} ({q.text!r}): {len(hits)} phrases, best "
-                       f"{hits[0].score:.3f} {hits[0].text!r}" if hits else
-                       f"ner-retrieve query: {q.label} ({q.text!r}): nothing found", err=True)
-        with RecordWriter(output) as out:
-            for rec in R.evidence_records(index, sorted(all_hits, key=lambda h: -h.score)):
-                out.write(rec)
-        entries = pseudo_dictionary(((h.text, h.question) for h in all_hits), rules)
+        records, entries = query_dense(index_path, qs, top_k, model=model, device=device, dtype=dtype,
+                                       rules=rules, log=note)
+    with RecordWriter(output) as out:
+        for rec in records:
+            out.write(rec)
     if dict_out:
         if not entries:
             raise NertoolsError("the pseudo-dictionary is empty after normalisation; nothing written")
         n = write_dictionary(dict_out, entries)
-        click.echo(f"ner-retrieve query: wrote {n} dictionary entries to {dict_out}", err=True)
+        note(f"wrote {n} dictionary entries to {dict_out}")

@@ -6,9 +6,11 @@ import sys
 
 import click
 
-from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
-                                 on_error_option, output_option)
-from nertools.core.jsonl import RecordWriter, read_records
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
+                                 output_option)
+from nertools.cli.options import quiet_option
+from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_records
+from nertools.runtime.progress import log
 from nertools.xner.candidates import SpanRules, SpanStats, add_candidates, load_stopwords
 
 EXAMPLE = """\b
@@ -32,6 +34,7 @@ Examples:
               help="Sentence-length cap: longer records pass through with no candidates "
                    "(counted on stderr). The paper uses 30 for CoNLL.")
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-spans")
 def main(input, output, max_length, stopwords_file, allow_digits, max_tokens, on_error):
     """Add "candidates" (word n-grams that may be entities) to each record.
@@ -42,14 +45,14 @@ def main(input, output, max_length, stopwords_file, allow_digits, max_tokens, on
     """
     rules = SpanRules(max_length=max_length, stopwords=load_stopwords(stopwords_file),
                       allow_digits=allow_digits, max_tokens=max_tokens)
-    policy = make_policy(on_error)
+    policy = ErrorPolicy(on_error)
     stats = SpanStats()
     with RecordWriter(output) as out:
         for rec in add_candidates(read_records(input, policy=policy), rules, stats):
             out.write(rec)
-    msg = f"ner-spans: {stats.records} record(s), {stats.candidates} candidate(s)"
+    msg = f"{stats.records} record(s), {stats.candidates} candidate(s)"
     if max_tokens is not None:
         msg += f"; {stats.capped} record(s) over {max_tokens} tokens got no candidates"
-    click.echo(msg, err=True)
+    log(msg, prog="ner-spans")
     policy.report("ner-spans")
     sys.stdout.flush()

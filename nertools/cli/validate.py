@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
-                                 on_error_option, output_option)
-from nertools.core.jsonl import RecordWriter, read_records
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
+                                 output_option)
+from nertools.cli.options import labels_option, quiet_option
+from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_records
 
 EXAMPLE = """\b
 Examples:
@@ -19,9 +20,9 @@ Examples:
 @click.command("ner-validate", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
 @input_argument()
 @output_option()
-@click.option("--labels", default=None, metavar="L1,L2,...",
-              help="Comma-separated allowed labels; any other label is an error.")
+@labels_option(help="Comma-separated allowed labels; any other label is an error.")
 @on_error_option()
+@quiet_option(expose_value=False)
 @nertools_command("ner-validate")
 def main(input, output, labels, on_error):
     """Validate JSONL records and write them in the canonical nertools form.
@@ -30,9 +31,8 @@ def main(input, output, labels, on_error):
     (tokenised by the default tokenizer), {"tokens": [...strings]}, spans by character or
     token offsets. Reports the first violation with file and line (exit 65).
     """
-    policy = make_policy(on_error)
-    label_set = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    policy = ErrorPolicy(on_error)
     with RecordWriter(output) as out:
-        for rec in read_records(input, policy=policy, labels=label_set):
+        for rec in read_records(input, policy=policy, labels=labels):
             out.write(rec)
     policy.report("ner-validate")

@@ -91,5 +91,3 @@ output never holds half a record, and a file given with -o is replaced only when
 succeeds: a failed run leaves an existing file as it was."""),
     ("EXIT STATUS", "\n".join(f"- {code}: {text}" for code, text in EXIT_STATUSES)),
 ]
-
-SEE_ALSO = ("ner-validate(1)", "ner-convert(1)", "ner-eval(1)")

@@ -26,8 +26,6 @@ from nertools.errors import DataError
 #: hyphens ("don't", "Jean-Luc"), or any single other non-space character.
 DEFAULT_TOKEN_PATTERN = re.compile(r"\w+(?:['\u2019\-]\w+)*|[^\w\s]")
 
-CANONICAL_KEYS = ("id", "text", "tokens", "spans", "meta")
-
 
 def whitespace_tokenize(text: str) -> list[tuple[int, int]]:
     """Split ``text`` on whitespace only; return ``(start, end)`` character offsets."""

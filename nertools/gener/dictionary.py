@@ -37,7 +37,7 @@ from nertools.core.jsonl import display_name
 from nertools.core.specfile import read_text_lines
 from nertools.gener.phrase_rules import NormalizationRules, normalize_phrase, type_word_forms
 from nertools.core.record import DEFAULT_TOKEN_PATTERN
-from nertools.core.labels import default_label_word
+from nertools.core.labels import default_label_word, parse_list
 
 AMBIGUOUS_CHOICES = ("sample", "majority", "skip")
 
@@ -123,9 +123,7 @@ class Dictionary:
             self._label_ids[label] = lid
             self.labels.append(label)
             words = [default_label_word(label)]
-            extra = self.type_words_by_label.get(label)
-            if extra:
-                words.extend(w for w in extra.split(",") if w.strip())
+            words.extend(parse_list(self.type_words_by_label.get(label)) or ())
             self._type_forms[label] = type_word_forms(words)
         return lid
 

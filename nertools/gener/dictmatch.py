@@ -19,16 +19,27 @@ Semantics (what ``ner-dictmatch`` does):
 
 New spans are ``{"start", "end", "token_start", "token_end", "label", "source": "dictmatch"}``.
 Everything else on the record is passed through.
+
+:func:`dictmatch` is the command's library form::
+
+    from nertools.gener.dictionary import Dictionary
+    from nertools.gener.dictmatch import DictionaryMatcher, dictmatch
+
+    matcher = DictionaryMatcher(Dictionary.load("gazetteer.tsv"))
+    for rec in dictmatch("corpus.jsonl", matcher):
+        ...
 """
 
 from __future__ import annotations
 
+import os
 from itertools import compress
 from typing import Any, Iterable, Iterator
 
 from nertools.gener.dictionary import _AMBIGUOUS, NO_LABEL, PREFIX_BIT, Dictionary
 from nertools.errors import DataError
 from nertools.gener.phrase_rules import STOP_WORDS, NormalizationRules, find_abbreviations
+from nertools.core.jsonl import ErrorPolicy, display_name, read_jsonl
 from nertools.core.record import normalize_record
 
 SOURCE = "dictmatch"
@@ -314,3 +325,16 @@ def annotate_records(matcher: DictionaryMatcher, objs: Iterable[tuple[int, Any]]
             policy.handle(e.located(name, lineno))
             continue
         yield yield_rec
+
+
+def dictmatch(path: str | os.PathLike, matcher: DictionaryMatcher, *, strict: bool = False,
+              policy: ErrorPolicy | None = None) -> Iterator[dict]:
+    """``ner-dictmatch``: the records of the JSONL file ``path`` (``-``: stdin) annotated by
+    ``matcher`` (whose ``records``, ``tokens`` and ``matches`` count what was done).
+
+    ``strict`` as in :func:`annotate_records`; bad lines raise :class:`DataError` with file and
+    line, or are skipped per ``policy``.
+    """
+    policy = policy or ErrorPolicy()
+    return annotate_records(matcher, read_jsonl(path, policy=policy), name=display_name(path),
+                            strict=strict, policy=policy)

@@ -51,7 +51,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
-from nertools.errors import DataError, NertoolsError
+from nertools.errors import DataError, NertoolsError, UsageError
+from nertools.core.labels import parse_key_value
 from nertools.core.jsonl import ErrorPolicy, dumps, read_jsonl, read_records
 
 OVERLAP_RULES = ("best", "keep")
@@ -91,16 +92,17 @@ class Selection:
         return self.thresholds.get(label, self.thresholds.get("*"))
 
 
-def parse_thresholds(specs: Iterable[str]) -> dict[str, float]:
-    """``["0.15", "LOC=0.2"]`` -> ``{"*": 0.15, "LOC": 0.2}``."""
+def parse_thresholds(specs: Iterable[str], *, option: str = "--threshold") -> dict[str, float]:
+    """``["0.15", "LOC=0.2"]`` -> ``{"*": 0.15, "LOC": 0.2}``; a malformed one is a
+    :class:`~nertools.errors.UsageError`."""
     out: dict[str, float] = {}
     for spec in specs:
-        label, _, value = spec.rpartition("=")
-        label = label.strip() or "*"
+        label, value = parse_key_value(spec, option=option, form="[LABEL=]VALUE", default_key=ALL_LABELS)
         try:
             out[label] = float(value)
         except ValueError:
-            raise NertoolsError(f"bad threshold {spec!r} (use VALUE or LABEL=VALUE)") from None
+            raise UsageError(f"{option} {spec!r}: {value!r} is not a number "
+                             f"(use VALUE or LABEL=VALUE)") from None
     return out
 
 
@@ -257,7 +259,7 @@ def select_corpus(picks: Iterable[tuple[int, int, str, float]], total_candidates
     return kept
 
 
-def make_pseudo_span(record: dict, cand: dict, label: str, score: float) -> dict:
+def make_pseudo_span(cand: dict, label: str, score: float) -> dict:
     return {"start": cand["start"], "end": cand["end"], "token_start": cand["token_start"],
             "token_end": cand["token_end"], "label": label, "score": score, "source": SOURCE}
 
@@ -350,7 +352,7 @@ def pseudo_label(path: str, sel: Selection, *, emit_all: bool = False, keep_cand
             if not kept and not emit_all:
                 continue
             cands = rec.get("candidates") or []
-            spans = [make_pseudo_span(rec, cands[c], lab, score) for c, lab, score in kept]
+            spans = [make_pseudo_span(cands[c], lab, score) for c, lab, score in kept]
             spans.sort(key=lambda s: (s["start"], s["end"]))
             rec["spans"] = spans
             if not keep_candidates:

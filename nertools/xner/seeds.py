@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from nertools.errors import DataError
-from nertools.core.labels import default_label_word
+from nertools.errors import DataError, UsageError
+from nertools.core.labels import default_label_word, parse_key_value
+from nertools.core.specfile import read_small_table
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,16 @@ class Seed:
         return cls(label, text, (label_word or "").strip() or default_label_word(label))
 
 
-def parse_seed(spec: str) -> Seed:
-    """Parse ``LABEL=TEXT`` (quotes around TEXT are stripped)."""
-    if "=" not in spec:
-        raise DataError(f"seed {spec!r} is not of the form LABEL=TEXT")
-    label, text = spec.split("=", 1)
-    text = text.strip()
+def parse_seed(spec: str, *, option: str = "--seed") -> Seed:
+    """Parse ``LABEL=TEXT`` (quotes around TEXT are stripped); a malformed one is a
+    :class:`~nertools.errors.UsageError`."""
+    label, text = parse_key_value(spec, option=option, form="LABEL=TEXT")
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1]
-    return Seed.make(label, text)
+    try:
+        return Seed.make(label, text)
+    except DataError as e:
+        raise UsageError(f"{option} {spec!r}: {e.message}") from None
 
 
 def _seed_from_fields(parts: list[str]) -> Seed:
@@ -57,18 +59,18 @@ def _seed_from_json(obj: dict) -> Seed:
 def read_seeds_file(path: str) -> list[Seed]:
     """Seeds, one per line: ``LABEL<TAB>SEED[<TAB>LABEL WORD]`` or JSONL
     ``{"label", "seed", "label_word"}``; ``#`` comments; ``-`` and ``.gz`` work."""
-    from nertools.core.specfile import read_small_table
-
     return read_small_table(path, _seed_from_json, _seed_from_fields, what="seeds")
 
 
 def collect_seeds(specs: Iterable[str] = (), files: Iterable[str] = ()) -> list[Seed]:
-    """Seeds from ``LABEL=TEXT`` options and seeds files; a label given twice is an error."""
+    """Seeds from ``LABEL=TEXT`` options and seeds files; a label given twice is an error.
+
+    Giving no seed at all is a :class:`~nertools.errors.UsageError`."""
     seeds = [parse_seed(s) for s in specs]
     for f in files:
         seeds.extend(read_seeds_file(f))
     if not seeds:
-        raise DataError("no seeds given (use --seed LABEL=TEXT or --seeds FILE)")
+        raise UsageError("no seeds given (use --seed LABEL=TEXT or --seeds FILE)")
     seen = set()
     for s in seeds:
         if s.label in seen:

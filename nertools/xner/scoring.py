@@ -1,0 +1,108 @@
+"""X-NER span scoring with either kind of language model: what ``ner-divscore`` runs.
+
+:func:`divscore` is the command's library form: records with candidates (``ner-spans``) in,
+the same records with ``"scores": {label: float}`` on every candidate out (lower = more like
+the seed). :func:`make_scorer` picks the scorer for a loaded model's kind
+(:class:`~nertools.xner.masked.MaskedDivergenceScorer` or
+:class:`~nertools.xner.causal.CausalDivergenceScorer`); options left at ``None`` take that
+scorer's own default (:func:`scorer_default`), so the defaults live in the scorers only.
+
+    from nertools.core.jsonl import read_records
+    from nertools.xner.scoring import divscore
+    from nertools.xner.seeds import collect_seeds
+
+    seeds = collect_seeds(["PER=Masaki Yoshida", "LOC=Singapore"])
+    for rec in divscore(read_records("candidates.jsonl"), seeds, model="smollm2-135m"):
+        ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from nertools.errors import UsageError
+from nertools.runtime.models import CAUSAL, MASKED
+from nertools.xner import causal, masked
+from nertools.xner.seeds import Seed
+
+#: Every method of either scorer (the causal one has all but ``official``).
+METHODS = masked.METHODS
+CONTEXTS = masked.CONTEXTS
+CAUSAL_ROWS = causal.ROWS
+DEFAULT_MODEL = "roberta-large"
+
+_SCORERS = {MASKED: masked.MaskedDivergenceScorer, CAUSAL: causal.CausalDivergenceScorer}
+
+
+def scorer_default(kind: str, option: str) -> Any:
+    """The default of scorer option ``option`` (e.g. ``"batch_tokens"``) for a model ``kind``.
+
+    The causal scorer's temperature default depends on the method; this returns that of the
+    divergence methods (:data:`nertools.xner.causal.DEFAULT_TEMPERATURE`).
+    """
+    if kind == CAUSAL and option == "temperature":
+        return causal.DEFAULT_TEMPERATURE
+    return inspect.signature(_SCORERS[kind]).parameters[option].default
+
+
+def with_label_words(seeds: Sequence[Seed], label_words: Mapping[str, str] | None,
+                     *, option: str = "--label-word") -> list[Seed]:
+    """``seeds`` with the label words of ``label_words`` (label -> word) put in.
+
+    A word for a label without a seed is a :class:`~nertools.errors.UsageError`.
+    """
+    label_words = dict(label_words or {})
+    known = {s.label for s in seeds}
+    unknown = sorted(set(label_words) - known)
+    if unknown:
+        raise UsageError(f"{option} for label(s) without a seed: {', '.join(unknown)} "
+                         f"(seeded labels: {', '.join(sorted(known))})")
+    return [replace(s, label_word=label_words.get(s.label, s.label_word)) for s in seeds]
+
+
+def make_scorer(lm, seeds: Sequence[Seed], *, method: str = "2way", template: str | None = None,
+                temperature: float | None = None, batch_tokens: int | None = None,
+                context: str = "neighbours", causal_rows: str = "next", start_token: str | None = "auto",
+                progress: bool = False):
+    """The scorer for ``lm``'s kind (a :class:`~nertools.runtime.models.LoadedLM`).
+
+    ``template`` is the template test's template, or the prompt with ``method="prompt"``;
+    ``context`` applies to masked LMs, ``causal_rows`` and ``start_token`` to causal LMs.
+    ``None`` means the scorer's default (:func:`scorer_default`).
+    """
+    if lm.kind == CAUSAL:
+        if method == "official":
+            raise UsageError("--method official reproduces the released masked-LM code; "
+                             "use a masked LM (e.g. roberta-large) or another method")
+        kwargs: dict[str, Any] = {"method": method, "rows": causal_rows, "progress": progress,
+                                  "start_token": start_token}
+        if template is not None:
+            kwargs["prompt_template" if method == "prompt" else "template"] = template
+    else:
+        kwargs = {"method": method, "template": template, "context": context, "progress": progress}
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    if batch_tokens is not None:
+        kwargs["batch_tokens"] = batch_tokens
+    return _SCORERS[CAUSAL if lm.kind == CAUSAL else MASKED](lm, list(seeds), **kwargs)
+
+
+def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
+             label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
+             method: str = "2way", progress: bool = False, **options: Any) -> Iterator[dict]:
+    """``ner-divscore``: score every candidate of ``records`` against one seed per label.
+
+    ``model`` is a name, folder, GGUF file or alias (loaded with
+    :func:`~nertools.runtime.models.load_lm` on ``device``/``dtype``) or a loaded LM.
+    ``label_words`` (label -> word) overrides what templates say for a label. ``options``
+    are :func:`make_scorer`'s. The model is loaded and the scorer built now; the returned
+    iterator yields the records, in input order, as they are scored.
+    """
+    from nertools.runtime.models import load_lm
+
+    seeds = with_label_words(seeds, label_words)
+    lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
+    scorer = make_scorer(lm, seeds, method=method, progress=progress, **options)
+    return scorer.score_records(records)
