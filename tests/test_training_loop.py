@@ -165,9 +165,9 @@ def test_selection_early_stopping_and_patience_stages(tmp_path):
         def counts_for_patience(self, stage):
             return stage == 2
 
-    # evaluations at 4, 8 (stage 1: no patience), 12, 16, 20 ... (stage 2)
+    # evaluations at steps 4, 8 (stage 1: patience does not count), 12, 16, ... (stage 2)
     task = Staged(scores=[50, 40, 30, 60, 55, 52, 99])
-    trainer, meta = fit_toy(tmp_path / "s", task=task, max_steps=100, patience=2)
+    _, meta = fit_toy(tmp_path / "s", task=task, max_steps=100, patience=2)
     assert [h["stage"] for h in meta["history"]] == [1, 1, 2, 2, 2, 2]
     assert [h["dev_acc"] for h in meta["history"]] == [50, 40, 30, 60, 55, 52]
     assert meta["steps"] == 24 and meta["best_step"] == 16  # two bad stage-II evaluations stop it

@@ -47,7 +47,7 @@ from nertools.training.checkpoint import (CHECKPOINT_SUFFIX, PAUSE_ENV, RunState
                                           checkpoint_path, rng_state, seed_everything, set_rng_state,
                                           sha256_file)
 from nertools.training.checkpoint import check_output_paths as _check_output_paths
-from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig, autocast_dtype  # noqa: F401
+from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig  # noqa: F401
 
 CHOICES = ("auto", "float32", "bfloat16", "float16")
 
