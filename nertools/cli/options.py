@@ -68,3 +68,57 @@ def model_runtime_options(fn: Callable) -> Callable:
     for make in (threads_option, dtype_option, device_option):
         fn = make()(fn)
     return fn
+
+
+def dataclass_options(cls, *, skip: tuple[str, ...] = ()) -> Callable:
+    """click options for the fields of the dataclass ``cls`` (the HfArgumentParser idea): a new
+    knob is one field. ``--field-name`` per field, in field order, from its type, default and
+    metadata: ``help``, ``min``/``max``/``min_open`` (a range), ``choices``; ``cli=False`` (or
+    a name in ``skip``) leaves a field out. ``bool`` fields are flags; a default other than
+    ``None`` (or ``False`` for flags) is shown in --help.
+    """
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    decorators = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if meta.get("cli") is False or f.name in skip:
+            continue
+        kind = _base_type(hints[f.name])
+        default = None if f.default is dataclasses.MISSING else f.default
+        kw: dict = {"default": default, "help": meta.get("help")}
+        if kind is bool:
+            kw["is_flag"] = True
+        else:
+            kw["type"] = _click_type(kind, meta)
+            kw["show_default"] = default is not None
+        decorators.append(click.option("--" + f.name.replace("_", "-"), f.name, **kw))
+
+    def apply(fn: Callable) -> Callable:
+        for deco in reversed(decorators):
+            fn = deco(fn)
+        return fn
+
+    return apply
+
+
+def _base_type(hint):
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args and typing.get_origin(hint) is not None else hint
+
+
+def _click_type(kind, meta):
+    if "choices" in meta:
+        return click.Choice(list(meta["choices"]))
+    bounds = {k: meta[k] for k in ("min", "max", "min_open") if k in meta}
+    if kind is int:
+        return click.IntRange(**bounds) if bounds else click.INT
+    if kind is float:
+        return click.FloatRange(**bounds) if bounds else click.FLOAT
+    if kind is str:
+        return click.STRING
+    raise TypeError(f"no command-line type for {kind!r}")

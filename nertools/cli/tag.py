@@ -6,6 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
                                  on_error_option, output_option)
+from nertools.cli.options import model_option, model_runtime_options, quiet_option
 from nertools.core.jsonl import RecordWriter, read_records
 
 EXAMPLE = """\b
@@ -19,19 +20,15 @@ Examples:
 @click.command("ner-tag", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
 @input_argument()
 @output_option()
-@click.option("--model", required=True, type=click.Path(file_okay=False),
-              help="Model directory written by ner-selftrain.")
+@model_option(type=click.Path(file_okay=False), help="Model directory written by ner-selftrain.")
 @click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Drop predicted spans whose score (mean probability of their tags) is lower.")
 @click.option("--max-tokens", default=8192, show_default=True, type=click.IntRange(16),
               help="Token budget of a batch (batch size x padded length).")
 @click.option("--chunk", default=512, show_default=True, type=click.IntRange(1),
               help="Records read ahead and batched together (output keeps input order).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dtype", default="auto", show_default=True,
-              type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-              help="Weights dtype; auto = bf16 (else fp16) on CUDA, float32 on CPU.")
-@click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads for torch.")
+@model_runtime_options
+@quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-tag")
 def main(input, output, model, threshold, max_tokens, chunk, device, dtype, threads, on_error):
@@ -41,15 +38,19 @@ def main(input, output, model, threshold, max_tokens, chunk, device, dtype, thre
     Records are streamed, batched by --max-tokens, and written in input order with every
     other field kept. Sentences longer than the model window are split into overlapping
     windows and merged back (each word is taken from the window where it has most context).
+    A progress bar counts the records on stderr (--quiet: none).
     """
     from nertools.runtime.models import set_threads
+    from nertools.runtime.progress import progress
     from nertools.tagging.tagger import Tagger
 
     set_threads(threads)
     policy = make_policy(on_error)
     tagger = Tagger.load(model, device=device, dtype=dtype)
-    with RecordWriter(output) as out:
-        for rec in tagger.tag(read_records(input, policy=policy), threshold=threshold,
-                              max_tokens=max_tokens, chunk=chunk):
+    records = tagger.tag(read_records(input, policy=policy), threshold=threshold, max_tokens=max_tokens,
+                         chunk=chunk)
+    with RecordWriter(output) as out, progress(desc="ner-tag", unit="rec") as bar:
+        for rec in records:
             out.write(rec)
+            bar.update()
     policy.report("ner-tag")

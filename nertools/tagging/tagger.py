@@ -41,7 +41,12 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class LabelScheme:
-    """BIO2 tags for ``labels``: index 0 is ``O``, then ``B-L``, ``I-L`` for each label."""
+    """BIO2 tags for ``labels``: index 0 is ``O``, then ``B-L``, ``I-L`` for each label.
+
+    Spans become tags through :func:`nertools.core.tags.encode` and tags spans through
+    :func:`nertools.core.tags.decode` (one BIO implementation); what this class adds is the
+    tag ids, the choice of spans a tag sequence can hold (:meth:`non_overlapping`) and scores.
+    """
 
     labels: tuple[str, ...]
 
@@ -61,60 +66,63 @@ class LabelScheme:
     def num_tags(self) -> int:
         return 1 + 2 * len(self.labels)
 
+    @staticmethod
+    def non_overlapping(spans: Sequence[dict]) -> tuple[list[dict], int]:
+        """The spans a tag sequence can hold, and how many were left out.
+
+        Spans are taken by start, the longest first at the same start (input order breaks
+        ties); a span overlapping one already taken is left out. So of two overlapping spans
+        the one starting earlier wins, and of two starting together the longer one.
+        """
+        kept: list[dict] = []
+        reach = -1  # last token covered by a kept span
+        for s in sorted(spans, key=lambda s: (s["token_start"], -s["token_end"])):
+            if s["token_start"] <= reach:
+                continue
+            kept.append(s)
+            reach = s["token_end"]
+        return kept, len(spans) - len(kept)
+
     def tag_ids(self, n_words: int, spans: Sequence[dict]) -> tuple[list[int], int]:
         """Per-word tag ids for ``spans``; returns ``(ids, n_dropped)``.
 
-        Spans with an unknown label or overlapping an earlier (longer-first) span are dropped
-        and counted: BIO cannot represent overlaps.
+        Spans with an unknown label, or overlapping a span kept before them (see
+        :meth:`non_overlapping`), are dropped and counted: BIO cannot represent overlaps.
         """
-        index = {lab: i for i, lab in enumerate(self.labels)}
-        ids = [0] * n_words
-        dropped = 0
-        for s in sorted(spans, key=lambda s: (s["token_start"], -s["token_end"])):
-            a, b = s["token_start"], s["token_end"]
-            k = index.get(s["label"])
-            if k is None or any(ids[i] != 0 for i in range(a, b + 1)):
-                dropped += 1
-                continue
-            ids[a] = 1 + 2 * k
-            for i in range(a + 1, b + 1):
-                ids[i] = 2 + 2 * k
-        return ids, dropped
+        from nertools.core.tags import encode
+
+        known = [s for s in spans if s["label"] in self._label_set]
+        kept, overlapping = self.non_overlapping(known)
+        index = self._tag_index
+        return [index[t] for t in encode(kept, n_words)], overlapping + len(spans) - len(known)
+
+    @property
+    def _label_set(self) -> frozenset:
+        return frozenset(self.labels)
+
+    @property
+    def _tag_index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.tags)}
 
     def decode(self, probs: np.ndarray) -> list[tuple[int, int, str, float]]:
         """Spans ``(token_start, token_end, label, score)`` from per-word tag probabilities.
 
-        Each word takes its most probable tag. An ``I-X`` that does not continue an ``X`` span
+        Each word takes its most probable tag and the tags are read by
+        :func:`nertools.core.tags.decode`: an ``I-X`` that does not continue an ``X`` span
         starts a new one (the usual lenient repair). A span's score is the mean, over its
         words, of the probability of the tag that word received.
         """
-        spans: list[tuple[int, int, str, float]] = []
-        if len(probs) == 0:
-            return spans
-        best = probs.argmax(-1)
-        cur: list[Any] | None = None  # [start, end, label_index, score_sum]
-        for i, t in enumerate(best.tolist()):
-            p = float(probs[i, t])
-            if t == 0:
-                if cur:
-                    spans.append(self._close(cur))
-                cur = None
-                continue
-            k, inside = (t - 1) // 2, (t - 1) % 2 == 1
-            if inside and cur is not None and cur[2] == k:
-                cur[1] = i
-                cur[3] += p
-            else:
-                if cur:
-                    spans.append(self._close(cur))
-                cur = [i, i, k, p]
-        if cur:
-            spans.append(self._close(cur))
-        return spans
+        from nertools.core.tags import decode
 
-    def _close(self, cur: list) -> tuple[int, int, str, float]:
-        a, b, k, total = cur
-        return a, b, self.labels[k], total / (b - a + 1)
+        if len(probs) == 0:
+            return []
+        best = probs.argmax(-1).tolist()
+        tags = self.tags
+        spans = []
+        for a, b, label in decode([tags[t] for t in best]):
+            total = sum(float(probs[i, best[i]]) for i in range(a, b + 1))
+            spans.append((a, b, label, total / (b - a + 1)))
+        return spans
 
 
 # --------------------------------------------------------------------------- sub-tokens

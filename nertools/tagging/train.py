@@ -1,10 +1,13 @@
-"""Fine-tuning a tagger, plainly: the training loop behind ``ner-selftrain``.
+"""Fine-tuning a tagger: the tagger task of :mod:`nertools.training` and ``ner-selftrain``'s
+library entry point :func:`train_tagger`.
 
-:func:`train` reads like a Hugging Face example script: AdamW, linear warmup then linear
-decay, gradient clipping and accumulation, autocast (bf16/fp16 on GPU), a seed. Every
-``eval_every`` steps the model is scored on the **dev** set (strict IOB2 span F1, seqeval);
-the best dev model is kept, and training stops early when dev F1 has not improved for
-``patience`` evaluations. Test data never enters the loop.
+The loop itself (AdamW, linear warmup then decay, clipping, accumulation, autocast, dev
+evaluation with best-model selection and early stopping, checkpoint/resume, the atomic
+model directory) is :class:`nertools.training.Trainer`. This module plugs the tagger into
+it (:class:`TaggerTask`): windows of sub-tokens with per-word BIO tag ids as examples, the
+(O-weighted) token cross-entropy as loss, strict span F1 on dev
+(:func:`nertools.evaluation.evaluate`) as metric, and a model directory (Hugging Face model +
+tokenizer + ``nertools.json``) as output. Test data never enters the loop.
 
 With ``self_train`` the run follows BOND (:mod:`nertools.tagging.bond`): stage I is the ordinary
 (weighted) cross-entropy on the given labels for ``t_early`` steps; stage II learns from a
@@ -26,102 +29,96 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
-import random
-import shutil
-import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
+import orjson
 
+from nertools.core.atomic import atomic_dir, replace_dir, temp_dir_beside  # noqa: F401  (old names)
+from nertools.errors import DataError, NertoolsError
+from nertools.runtime import progress
 from nertools.tagging import bond
-from nertools.errors import NertoolsError
-from nertools.tagging.tagger import META_FILE, META_FORMAT, LabelScheme, SpecialTokens, Window, collate, is_model_dir, load_token_classifier, make_windows, model_window, predict_probs, word_pieces
+from nertools.tagging.tagger import (META_FILE, META_FORMAT, LabelScheme, SpecialTokens, Window, collate,
+                                     is_model_dir, load_token_classifier, make_windows, model_window,
+                                     predict_probs, word_pieces)
+from nertools.training.checkpoint import (CHECKPOINT_SUFFIX, PAUSE_ENV, RunState,  # noqa: F401
+                                          checkpoint_path, rng_state, seed_everything, set_rng_state,
+                                          sha256_file)
+from nertools.training.checkpoint import check_output_paths as _check_output_paths
+from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig  # noqa: F401
 
-CHECKPOINT_SUFFIX = ".checkpoint"
-#: Test hook: seconds to sleep after each checkpoint (lets a test kill a run mid-way).
-PAUSE_ENV = "NERTOOLS_CHECKPOINT_PAUSE"
+CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _knob(default, help: str | None = None, **cli) -> field:
+    """A :class:`TrainArgs` field; ``help`` and ``cli`` (``min``, ``max``, ``min_open``,
+    ``choices``, ``cli=False``) become its ner-selftrain option (see
+    :func:`nertools.cli.options.dataclass_options`)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass
 class TrainArgs:
-    """Every knob of a training run (stored in ``nertools.json``)."""
+    """Every knob of a training run (stored in ``nertools.json``).
 
-    model: str
-    seed: int = 42
-    lr: float | None = None            # None: 1e-5 with self_train (BOND), else 5e-5
-    batch_size: int = 16
-    grad_accum: int = 1
-    epochs: float = 3.0
-    max_steps: int | None = None       # overrides epochs
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_length: int | None = 256       # model window in sub-tokens (capped by the model)
-    window_overlap: int = 32           # sub-tokens shared by consecutive windows
-    eval_every: int | None = None      # None: once per epoch
-    patience: int = 5                  # evaluations without dev improvement; 0 = never stop
-    eval_max_tokens: int = 8192
-    o_weight: float = 1.0              # loss weight of tokens labelled O (stage I / supervised)
-    self_train: bool = False
-    t_early: int | None = None
-    t_update: int | None = None
-    threshold: float | None = None
-    precision: str = "auto"            # autocast: auto|float32|bfloat16|float16
-    device: str = "auto"
+    The field metadata declares the ``ner-selftrain`` option of each knob: a new knob is
+    one field here.
+    """
+
+    model: str = field(metadata={"cli": False})   # ner-selftrain --model (shared option)
+    self_train: bool = _knob(False, "BOND: stage I on the labels for T_early steps, then "
+                                    "teacher/student self-training on soft labels.")
+    seed: int = _knob(42)
+    lr: float | None = _knob(None, "Peak learning rate [default: 1e-5 with --self-train (BOND), else 5e-5].")
+    batch_size: int = _knob(16, min=1)
+    grad_accum: int = _knob(1, "Micro-batches per optimiser step.", min=1)
+    epochs: float = _knob(3.0, min=0, min_open=True)
+    max_steps: int | None = _knob(None, "Optimiser steps (overrides --epochs).", min=1)
+    warmup_ratio: float = _knob(0.1, min=0, max=1)
+    weight_decay: float = _knob(0.01)
+    max_grad_norm: float = _knob(1.0)
+    max_length: int | None = _knob(256, "Model window in sub-tokens (capped by the model). Longer "
+                                        "sentences are split into overlapping windows, never truncated.",
+                                   min=4)
+    window_overlap: int = _knob(32, "Sub-tokens shared by consecutive windows of a long sentence.", min=0)
+    eval_every: int | None = _knob(None, "Evaluate on dev (and checkpoint) every N steps "
+                                         "[default: once per epoch].", min=1)
+    patience: int = _knob(5, "Stop after N evaluations without a better dev F1 (0: never). With "
+                             "--self-train it only counts in stage II.", min=0)
+    eval_max_tokens: int = _knob(8192, cli=False)
+    o_weight: float = _knob(1.0, "Loss weight of words labelled O (stage I / supervised). "
+                                 "Pseudo-labelled sentences are only partly labelled; < 1 learns "
+                                 "less 'O' from unmined entities.", min=0, max=1)
+    t_early: int | None = _knob(None, f"BOND stage-I steps [default: max(100, {bond.BOND_T_EARLY} x "
+                                      f"min(1, sentences/{bond.BOND_REFERENCE_SIZE}))].", min=0)
+    t_update: int | None = _knob(None, f"BOND teacher refresh period in steps [default: max(25, "
+                                       f"{bond.BOND_T_UPDATE} x min(1, "
+                                       f"sentences/{bond.BOND_REFERENCE_SIZE}))].", min=1)
+    threshold: float | None = _knob(None, "BOND: ignore words whose top soft-label probability is "
+                                          f"below this [default: {bond.BOND_THRESHOLD}].", min=0, max=1)
+    precision: str = _knob("auto", "Autocast dtype; auto = bf16 (else fp16) on CUDA, float32 on CPU. "
+                                   "Weights and optimiser stay float32.", choices=CHOICES)
+    device: str = field(default="auto", metadata={"cli": False})  # ner-selftrain --device (shared)
 
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
         return bond.BOND_LR if self.self_train else 5e-5
 
-
-# --------------------------------------------------------------------------- files
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    def trainer_config(self) -> TrainerConfig:
+        return TrainerConfig(lr=self.learning_rate(), batch_size=self.batch_size, grad_accum=self.grad_accum,
+                             epochs=self.epochs, max_steps=self.max_steps, warmup_ratio=self.warmup_ratio,
+                             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm,
+                             eval_every=self.eval_every, patience=self.patience, seed=self.seed,
+                             precision=self.precision, metric="f1")
 
 
-def checkpoint_path(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.parent / (out.name + CHECKPOINT_SUFFIX)
-
-
-def temp_dir_beside(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-
-
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move the complete directory ``tmp`` to ``target`` by renames (same file system).
-
-    An existing ``target`` is first renamed aside and deleted after the swap: at every
-    moment ``target`` is either the old complete directory, absent, or the new one.
-    """
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
-
-
-def _fsync_dir(path: Path) -> None:
-    for f in path.iterdir():
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+def check_output_paths(out: str | os.PathLike, resume: bool) -> None:
+    """Refuse an ``out`` that is something else than a tagger directory, and an interrupted
+    run's checkpoint without ``resume``."""
+    _check_output_paths(out, resume, is_model_dir)
 
 
 # --------------------------------------------------------------------------- data
@@ -149,34 +146,48 @@ def training_windows(records: Sequence[dict], scheme: LabelScheme, tokenizer, sp
     return windows, dropped
 
 
-def bio_strings(n_words: int, spans: Sequence[dict]) -> list[str]:
-    """IOB2 tag strings for (non-overlapping) spans; later overlapping spans are skipped."""
-    tags = ["O"] * n_words
-    for s in sorted(spans, key=lambda s: (s["token_start"], -s["token_end"])):
-        a, b = s["token_start"], s["token_end"]
-        if any(t != "O" for t in tags[a:b + 1]):
-            continue
-        tags[a] = "B-" + s["label"]
-        for i in range(a + 1, b + 1):
-            tags[i] = "I-" + s["label"]
-    return tags
+def records_fingerprint(records: Sequence[dict], path: str | os.PathLike | None) -> dict:
+    """``{"path", "sha256", "records"}`` of a data set: the file's hash, or without a file the
+    hash of the records' JSON."""
+    if path is not None:
+        digest = sha256_file(path)
+    else:
+        h = hashlib.sha256()
+        for r in records:
+            h.update(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n")
+        digest = h.hexdigest()
+    return {"path": None if path is None else str(path), "sha256": digest, "records": len(records)}
+
+
+# --------------------------------------------------------------------------- dev F1
+
+
+def _token_spans(spans: Sequence[dict]) -> list[dict]:
+    kept, _ = LabelScheme.non_overlapping(spans)
+    return [{"start": s["token_start"], "end": s["token_end"] + 1, "label": s["label"]} for s in kept]
 
 
 def span_metrics(gold: Sequence[dict], predicted: Sequence[Sequence[dict]]) -> dict:
-    """Strict IOB2 span precision/recall/F1 (seqeval), overall and per label, in percent."""
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-    from seqeval.scheme import IOB2
+    """Strict span precision/recall/F1, overall (micro) and per label, in percent.
 
-    y_true = [bio_strings(len(r["tokens"]), r["spans"]) for r in gold]
-    y_pred = [bio_strings(len(r["tokens"]), p) for r, p in zip(gold, predicted)]
-    kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-    report = classification_report(y_true, y_pred, output_dict=True, **kw)
-    per_label = {k: {"precision": round(100 * v["precision"], 2), "recall": round(100 * v["recall"], 2),
-                     "f1": round(100 * v["f1-score"], 2), "support": int(v["support"])}
-                 for k, v in report.items() if not k.endswith(" avg")}
-    return {"f1": round(100 * f1_score(y_true, y_pred, **kw), 2),
-            "precision": round(100 * precision_score(y_true, y_pred, **kw), 2),
-            "recall": round(100 * recall_score(y_true, y_pred, **kw), 2),
+    Scored by :func:`nertools.evaluation.evaluate` on token spans. Spans that overlap an earlier
+    (longer-first) span of the same record are left out on both sides, as a BIO tag sequence
+    would: the numbers equal seqeval's strict IOB2 scores of the BIO tags of the records.
+    """
+    from nertools.evaluation import evaluate as strict_evaluate
+
+    gold_recs = [{"id": str(i), "text": r["text"], "spans": _token_spans(r["spans"])} for i, r in enumerate(gold)]
+    pred_recs = [{"id": str(i), "text": r["text"], "spans": _token_spans(p)}
+                 for i, (r, p) in enumerate(zip(gold, predicted))]
+    report = strict_evaluate(gold_recs, pred_recs, missing="fail")
+
+    def pct(x: float) -> float:
+        return round(100 * x, 2)
+
+    per_label = {k: {"precision": pct(v["precision"]), "recall": pct(v["recall"]), "f1": pct(v["f1"]),
+                     "support": int(v["support"])} for k, v in report["labels"].items()}
+    micro = report["micro"]
+    return {"f1": pct(micro["f1"]), "precision": pct(micro["precision"]), "recall": pct(micro["recall"]),
             "per_label": per_label, "sentences": len(gold)}
 
 
@@ -191,300 +202,168 @@ def evaluate(model, tokenizer, records: Sequence[dict], scheme: LabelScheme, *, 
     return span_metrics(records, predicted)
 
 
-# --------------------------------------------------------------------------- precision & RNG
+# --------------------------------------------------------------------------- the task
 
 
-def autocast_dtype(spec: str, device):
-    """The autocast dtype for ``--precision``: ``auto`` is bf16 (or fp16) on CUDA, fp32 on CPU."""
-    import torch
+class TaggerTask(Task):
+    """The tagger in :class:`~nertools.training.Trainer`: windows as examples, (O-weighted)
+    cross-entropy (or BOND's KL to the teacher's soft labels in stage II) as loss, strict
+    span F1 on dev, a tagger model directory as output."""
 
-    from nertools.runtime.models import resolve_dtype
+    metric_label = "F1"
 
-    return resolve_dtype(spec, device) if spec != "auto" else (
-        resolve_dtype("auto", device) if device.type == "cuda" else torch.float32)
+    def __init__(self, args: TrainArgs, model, tokenizer, scheme: LabelScheme, train_records: Sequence[dict],
+                 dev_records: Sequence[dict], fingerprints: dict, *,
+                 log: Callable[[str], None] = progress.log):
+        self.args, self.model, self.tokenizer, self.scheme = args, model, tokenizer, scheme
+        self.dev_records = dev_records
+        self.fingerprints = fingerprints
+        self.log = log
+        self.max_length = model_window(model, tokenizer, args.max_length)
+        self.overlap = min(args.window_overlap, max(0, self.max_length // 2))
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.windows, self.dropped = training_windows(
+            train_records, scheme, tokenizer, SpecialTokens.of(tokenizer), self.max_length, self.overlap,
+            args.o_weight)
+        self.n_train = len(train_records)
+        self.schedule = None
+        if args.self_train:
+            self.schedule = bond.scaled_schedule(len(train_records), args.batch_size * args.grad_accum,
+                                                 t_early=args.t_early, t_update=args.t_update,
+                                                 threshold=args.threshold)
+        self.teacher = None
+
+    # ---- data and loss
+
+    def num_examples(self) -> int:
+        return len(self.windows)
+
+    def collate(self, indices):
+        return collate([self.windows[i] for i in indices], self.pad_id, with_labels=True)
+
+    def in_stage2(self, step: int) -> bool:
+        return self.schedule is not None and bond.stage_at(step, self.schedule.t_early) == 2
+
+    def before_step(self, model, step: int) -> None:
+        if self.in_stage2(step) and bond.is_teacher_update(step, self.schedule.t_early, self.schedule.t_update):
+            if self.teacher is None:
+                self.teacher = copy.deepcopy(model)
+            self.teacher.load_state_dict(model.state_dict())
+            self.teacher.eval()
+            self.log(f"step {step}: teacher <- student")
+
+    def loss(self, model, batch, ctx: StepContext):
+        import torch
+
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        with ctx.autocast():
+            logits = model(**inputs).logits
+        if self.in_stage2(ctx.step):
+            with torch.no_grad(), ctx.autocast():
+                q = torch.softmax(self.teacher(**inputs).logits.float(), -1)
+            soft = bond.soft_labels(q, batch["first"])
+            keep = bond.confidence_mask(soft, self.schedule.threshold, batch["first"])
+            return bond.kl_loss(soft, logits, keep)
+        return bond.weighted_cross_entropy(logits, batch["labels"], batch["weights"])
+
+    # ---- stages and checkpointed state
+
+    def stage(self, step: int) -> int:
+        return bond.stage_at(step, self.schedule.t_early) if self.schedule else 1
+
+    def counts_for_patience(self, stage: int) -> bool:
+        return self.schedule is None or stage == 2
+
+    def state_dict(self):
+        return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
+
+    def load_state_dict(self, state, model) -> None:
+        teacher = (state or {}).get("teacher")
+        if teacher is not None:
+            self.teacher = copy.deepcopy(model)
+            self.teacher.load_state_dict(teacher)
+            self.teacher.eval()
+
+    def run_config(self) -> dict:
+        return {"args": asdict(self.args), "data": {k: v["sha256"] for k, v in self.fingerprints.items()},
+                "labels": list(self.scheme.labels)}
+
+    def describe(self) -> str:
+        s = self.schedule
+        return (f"{self.n_train} train sentences -> {len(self.windows)} windows; labels "
+                f"{', '.join(self.scheme.labels)}"
+                + (f"; BOND T_early {s.t_early} T_update {s.t_update} threshold {s.threshold}" if s else ""))
+
+    # ---- evaluation and output
+
+    def evaluate(self, model, ctx: StepContext) -> dict:
+        return evaluate(model, self.tokenizer, self.dev_records, self.scheme, max_length=self.max_length,
+                        overlap=self.overlap, max_tokens=self.args.eval_max_tokens, autocast_dtype=ctx.dtype)
+
+    def meta(self, state: RunState) -> dict:
+        args = self.args
+        return {"format": META_FORMAT, "version": 1, "labels": list(self.scheme.labels), "tags": self.scheme.tags,
+                "base_model": args.model, "max_length": self.max_length, "window_overlap": self.overlap,
+                "training_args": asdict(args) | {"lr": args.learning_rate()},
+                "bond": asdict(self.schedule) if self.schedule else None,
+                "data": self.fingerprints, "dev_metrics": state.best_metrics,
+                "best_step": state.best_step, "best_stage": state.best_stage, "steps_run": state.step,
+                "history": state.history, "selection": "best dev F1 (strict span F1, nertools.evaluation)"}
+
+    def save(self, model, directory: Path, state: RunState) -> dict:
+        meta = self.meta(state)
+        write_model_files(model, self.tokenizer, meta, directory)
+        return meta
 
 
-def rng_state() -> dict:
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+# --------------------------------------------------------------------------- entry point
 
 
-def set_rng_state(state: dict) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _cpu_state(model) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-@dataclass
-class RunState:
-    """What a checkpoint restores besides model/optimizer/scheduler weights."""
-
-    step: int = 0            # optimiser steps done
-    micro: int = 0           # micro-batches consumed (position in the data order)
-    best_f1: float = -1.0
-    best_step: int = 0
-    best_stage: int = 1
-    best_metrics: dict = field(default_factory=dict)
-    bad_evals: int = 0
-    history: list = field(default_factory=list)
-    finished: bool = False
-
-
-def check_output_paths(out: str | os.PathLike, resume: bool) -> None:
-    """Refuse an ``out`` that is something else than a model directory, and an interrupted
-    run's checkpoint without ``resume`` (it is not silently thrown away)."""
+def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Sequence[dict],
+                 out: str | os.PathLike, *, train_path: str | os.PathLike | None = None,
+                 dev_path: str | os.PathLike | None = None, resume: bool = False,
+                 log: Callable[[str], None] = progress.log) -> dict:
+    """Train a tagger on canonical records and write the model directory ``out``; returns its
+    ``nertools.json``. ``train_path``/``dev_path`` name the files the records came from (their
+    sha256 goes into the metadata, and errors name them). Progress lines go to ``log``
+    (default: stderr, silenced by ``--quiet``)."""
     out_path = Path(out)
-    ckpt = checkpoint_path(out_path)
-    if out_path.exists() and (not out_path.is_dir() or
-                              (not is_model_dir(out_path) and any(out_path.iterdir()))):
-        raise NertoolsError(f"--out {out} exists and is not a nertools model directory; "
-                            "choose another path")
-    if ckpt.exists() and not resume:
-        raise NertoolsError(f"{ckpt} holds an interrupted run: pass --resume to continue it, "
-                            "or delete it to start over")
-
-
-def train(args: TrainArgs, train_records: Sequence[dict], dev_records: Sequence[dict], out: str, *,
-          train_path: str, dev_path: str, resume: bool = False,
-          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
-    """Train a tagger and write the model directory ``out``; returns its ``nertools.json``."""
-    import torch
-    from torch.optim import AdamW
-    from transformers import get_linear_schedule_with_warmup
-
-    from nertools.runtime.models import resolve_device
-
-    out_path = Path(out)
-    ckpt = checkpoint_path(out_path)
     check_output_paths(out_path, resume)
-
-    fingerprints = {"train": {"path": str(train_path), "sha256": sha256_file(train_path),
-                              "records": len(train_records)},
-                    "dev": {"path": str(dev_path), "sha256": sha256_file(dev_path),
-                            "records": len(dev_records)}}
+    fingerprints = {"train": records_fingerprint(train_records, train_path),
+                    "dev": records_fingerprint(dev_records, dev_path)}
     scheme = LabelScheme.from_records(train_records)
     if not scheme.labels:
-        raise NertoolsError(f"{train_path}: no spans in the training data: nothing to learn")
+        raise DataError("no spans in the training data: nothing to learn",
+                        path=None if train_path is None else str(train_path))
 
-    device = resolve_device(args.device)
-    amp = autocast_dtype(args.precision, device)
     seed_everything(args.seed)
     log(f"loading {args.model} ...")
     model, tokenizer = load_token_classifier(args.model, scheme)
-    model.to(device)
-    max_length = model_window(model, tokenizer, args.max_length)
-    overlap = min(args.window_overlap, max(0, max_length // 2))
-    special = SpecialTokens.of(tokenizer)
-
-    windows, dropped = training_windows(train_records, scheme, tokenizer, special, max_length,
-                                        overlap, args.o_weight)
-    if dropped:
-        log(f"note: {dropped} overlapping span(s) in the training data were skipped (BIO has no overlaps)")
-    n_long = sum(1 for w in windows if w.word_start > 0)
+    task = TaggerTask(args, model, tokenizer, scheme, train_records, dev_records, fingerprints, log=log)
+    if task.dropped:
+        log(f"note: {task.dropped} overlapping span(s) in the training data were skipped (BIO has no overlaps)")
+    n_long = sum(1 for w in task.windows if w.word_start > 0)
     if n_long:
-        log(f"note: {n_long} extra window(s) for sentences longer than {max_length} sub-tokens")
-
-    micro_per_epoch = math.ceil(len(windows) / args.batch_size)
-    steps_per_epoch = max(1, math.ceil(micro_per_epoch / args.grad_accum))
-    total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
-    eval_every = args.eval_every or steps_per_epoch
-    schedule = None
-    if args.self_train:
-        schedule = bond.scaled_schedule(len(train_records), args.batch_size * args.grad_accum,
-                                        t_early=args.t_early, t_update=args.t_update,
-                                        threshold=args.threshold)
-        if schedule.t_early >= total_steps:
-            raise NertoolsError(f"--self-train: T_early ({schedule.t_early}) >= total steps "
-                                f"({total_steps}); raise --epochs/--max-steps or lower --t-early")
-    lr = args.learning_rate()
-
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [{"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-               "weight_decay": args.weight_decay},
-              {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-               "weight_decay": 0.0}]
-    optimizer = AdamW(groups, lr=lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=(device.type == "cuda" and amp == torch.float16))
-
-    run_config = {"args": asdict(args), "data": {k: v["sha256"] for k, v in fingerprints.items()},
-                  "labels": list(scheme.labels)}
-    state = RunState()
-    teacher = None
-    best_state = None
-    if resume and ckpt.exists():
-        saved = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-        if saved["run_config"] != run_config:
-            raise NertoolsError(f"{ckpt} was written by a run with other arguments or data; "
-                                "delete it or rerun with the same options")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        state = RunState(**saved["run_state"])
-        if saved.get("teacher") is not None:
-            teacher = copy.deepcopy(model)
-            teacher.load_state_dict(saved["teacher"])
-            teacher.eval()
-        if (ckpt / "best.pt").exists():
-            best_state = torch.load(ckpt / "best.pt", map_location="cpu", weights_only=True)
-        set_rng_state(saved["rng"])
-        log(f"resumed from {ckpt} at step {state.step}/{total_steps}")
-    elif resume:
-        log(f"note: no checkpoint at {ckpt}; starting a fresh run")
-
-    log(f"{len(train_records)} train sentences -> {len(windows)} windows; {steps_per_epoch} steps/epoch; "
-        f"{total_steps} steps; lr {lr:g}; labels {', '.join(scheme.labels)}"
-        + (f"; BOND T_early {schedule.t_early} T_update {schedule.t_update} threshold {schedule.threshold}"
-           if schedule else ""))
-
-    def epoch_order(epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(args.seed * 100003 + epoch)
-        return torch.randperm(len(windows), generator=g).tolist()
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=amp, enabled=amp != torch.float32)
-
-    def save_checkpoint() -> None:
-        tmp = temp_dir_beside(ckpt)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "teacher": teacher.state_dict() if teacher is not None else None,
-                    "run_state": asdict(state), "rng": rng_state(), "run_config": run_config},
-                   tmp / "state.pt")
-        if best_state is not None:
-            torch.save(best_state, tmp / "best.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": state.step, "total_steps": total_steps,
-                                                    "best_f1": state.best_f1}))
-        _fsync_dir(tmp)
-        replace_dir(tmp, ckpt)
-        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-        if pause:
-            time.sleep(pause)
-
-    def run_eval() -> None:
-        nonlocal best_state
-        metrics = evaluate(model, tokenizer, dev_records, scheme, max_length=max_length,
-                           overlap=overlap, max_tokens=args.eval_max_tokens, autocast_dtype=amp)
-        stage = bond.stage_at(state.step, schedule.t_early) if schedule else 1
-        state.history.append({"step": state.step, "stage": stage, "dev_f1": metrics["f1"],
-                              "loss": round(running_loss / max(1, running_n), 5)})
-        final_stage = schedule is None or stage == 2
-        if metrics["f1"] > state.best_f1:
-            state.best_f1, state.best_step, state.best_stage = metrics["f1"], state.step, stage
-            state.best_metrics = metrics
-            state.bad_evals = 0
-            best_state = _cpu_state(model)
-        elif final_stage:
-            state.bad_evals += 1
-        log(f"step {state.step}/{total_steps} stage {stage} loss {running_loss / max(1, running_n):.4f} "
-            f"dev F1 {metrics['f1']:.2f} (best {state.best_f1:.2f} @ {state.best_step})")
-
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    order, order_epoch = None, -1
-    running_loss, running_n = 0.0, 0
-    accumulated = 0  # micro-batches in the current optimiser step (checkpoints fall between steps)
-    started = time.time()
-    while state.step < total_steps and not state.finished:
-        epoch, k = divmod(state.micro, micro_per_epoch)
-        if order_epoch != epoch:
-            order, order_epoch = epoch_order(epoch), epoch
-        next_step = state.step + 1
-        in_stage2 = schedule is not None and bond.stage_at(next_step, schedule.t_early) == 2
-        if in_stage2 and accumulated == 0 and \
-                bond.is_teacher_update(next_step, schedule.t_early, schedule.t_update):
-            if teacher is None:
-                teacher = copy.deepcopy(model)
-            teacher.load_state_dict(model.state_dict())
-            teacher.eval()
-            log(f"step {next_step}: teacher <- student")
-        idx = order[k * args.batch_size:(k + 1) * args.batch_size]
-        batch = collate([windows[i] for i in idx], tokenizer.pad_token_id or 0, with_labels=True)
-        batch = {n: t.to(device) for n, t in batch.items()}
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        with autocast():
-            logits = model(**inputs).logits
-        if in_stage2:
-            with torch.no_grad(), autocast():
-                q = torch.softmax(teacher(**inputs).logits.float(), -1)
-            soft = bond.soft_labels(q, batch["first"])
-            keep = bond.confidence_mask(soft, schedule.threshold, batch["first"])
-            loss = bond.kl_loss(soft, logits, keep)
-        else:
-            loss = bond.weighted_cross_entropy(logits, batch["labels"], batch["weights"])
-        scaler.scale(loss / args.grad_accum).backward()
-        running_loss += loss.item()
-        running_n += 1
-        state.micro += 1
-        accumulated += 1
-        if accumulated < args.grad_accum and state.micro % micro_per_epoch:
-            continue  # accumulate; an epoch's last micro-batch always ends a step
-        accumulated = 0
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        if state.step % eval_every == 0 or state.step == total_steps:
-            run_eval()
-            running_loss, running_n = 0.0, 0
-            if args.patience and state.bad_evals >= args.patience:
-                log(f"early stop: dev F1 has not improved for {args.patience} evaluations")
-                state.finished = True
-            save_checkpoint()
-    if best_state is None:  # resumed from a finished checkpoint without best.pt: evaluate now
-        run_eval()
-    model.load_state_dict(best_state)
-    log(f"trained {state.step} steps in {time.time() - started:.0f}s; best dev F1 "
-        f"{state.best_f1:.2f} at step {state.best_step}")
-
-    meta = {"format": META_FORMAT, "version": 1, "labels": list(scheme.labels), "tags": scheme.tags,
-            "base_model": args.model, "max_length": max_length, "window_overlap": overlap,
-            "training_args": asdict(args) | {"lr": lr},
-            "bond": asdict(schedule) if schedule else None,
-            "data": fingerprints, "dev_metrics": state.best_metrics,
-            "best_step": state.best_step, "best_stage": state.best_stage, "steps_run": state.step,
-            "history": state.history, "selection": "best dev F1 (strict IOB2, seqeval)"}
-    save_model_dir(model, tokenizer, meta, out_path)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return meta
+        log(f"note: {n_long} extra window(s) for sentences longer than {task.max_length} sub-tokens")
+    trainer = Trainer(model, task, args.trainer_config(), out=out_path, device=args.device, resume=resume, log=log)
+    if task.schedule is not None and task.schedule.t_early >= trainer.total_steps:
+        raise NertoolsError(f"--self-train: T_early ({task.schedule.t_early}) >= total steps "
+                            f"({trainer.total_steps}); raise --epochs/--max-steps or lower --t-early")
+    return trainer.fit()
 
 
-def save_model_dir(model, tokenizer, meta: dict, out: Path) -> None:
+#: The name the tests and older callers use.
+train = train_tagger
+
+
+def write_model_files(model, tokenizer, meta: dict, directory: Path) -> None:
+    """Model + tokenizer + ``nertools.json`` into ``directory``."""
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def save_model_dir(model, tokenizer, meta: dict, out: str | os.PathLike) -> None:
     """Write model + tokenizer + ``nertools.json`` atomically (temp dir, then rename)."""
-    tmp = temp_dir_beside(out)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        _fsync_dir(tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(out, fsync=True) as tmp:
+        write_model_files(model, tokenizer, meta, tmp)
