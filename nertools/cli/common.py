@@ -28,7 +28,7 @@ from typing import Callable, NoReturn
 import click
 
 from nertools.errors import EXIT_FAILURE, NertoolsError
-from nertools.core.jsonl import ON_ERROR_CHOICES, ErrorPolicy
+from nertools.core.jsonl import ON_ERROR_CHOICES
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -89,9 +89,3 @@ def on_error_option() -> Callable:
                         show_default=True,
                         help="A bad input record: fail (exit 65 naming file and line), skip it "
                              "(counted on stderr at the end) or warn (print each and skip).")
-
-
-def make_policy(on_error: str) -> ErrorPolicy:
-    """Deprecated: write ``ErrorPolicy(on_error)``. Kept only while cli/selftrain.py and
-    cli/tag.py still call it; delete it with their last use."""
-    return ErrorPolicy(on_error)

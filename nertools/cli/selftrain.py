@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nertools.cli.common import CONTEXT_SETTINGS, make_policy, nertools_command, on_error_option
+from nertools.core.jsonl import ErrorPolicy
+from nertools.cli.common import CONTEXT_SETTINGS, nertools_command, on_error_option
 from nertools.cli.options import dataclass_options, device_option, model_option, quiet_option, threads_option
 from nertools.core.jsonl import read_records
 from nertools.tagging.train import TrainArgs  # the knobs (and their --help); torch loads inside training
@@ -60,7 +61,7 @@ def main(train_path, dev_path, out, threads, resume, on_error, **knobs):
     from nertools.tagging.train import check_output_paths, train_tagger
 
     check_output_paths(out, resume)
-    policy = make_policy(on_error)
+    policy = ErrorPolicy(on_error)
     train_records = list(read_records(train_path, policy=policy))
     dev_records = list(read_records(dev_path, policy=policy))
     set_threads(threads)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, make_policy, nertools_command,
+from nertools.core.jsonl import ErrorPolicy
+from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command,
                                  on_error_option, output_option)
 from nertools.cli.options import model_option, model_runtime_options, quiet_option
 from nertools.core.jsonl import RecordWriter, read_records
@@ -45,7 +46,7 @@ def main(input, output, model, threshold, max_tokens, chunk, device, dtype, thre
     from nertools.tagging.tagger import Tagger
 
     set_threads(threads)
-    policy = make_policy(on_error)
+    policy = ErrorPolicy(on_error)
     tagger = Tagger.load(model, device=device, dtype=dtype)
     records = tagger.tag(read_records(input, policy=policy), threshold=threshold, max_tokens=max_tokens,
                          chunk=chunk)
