@@ -14,7 +14,7 @@ Examples:
   # supervised tagger on gold data, MiniLM backbone
   ner-selftrain --train train.jsonl --dev dev.jsonl --model all-minilm-l6-v2 --out tagger
   # from X-NER pseudo labels, BOND self-training, O tokens of pseudo data down-weighted
-  ner-spans corpus.jsonl | ner-divscore --seeds seeds.tsv --model gemma-3-270m | ner-pseudo > pseudo.jsonl
+  ner-spans corpus.jsonl | ner-divscore --seeds seeds.tsv --model gemma-3-270m | ner-pseudo --top-percent 3 > pseudo.jsonl
   ner-selftrain --train pseudo.jsonl --dev dev.jsonl --model all-minilm-l6-v2 --out tagger \\
       --self-train --o-weight 0.3
   # continue an interrupted run (safe to pass always)
