@@ -445,7 +445,7 @@ def test_output_mode_follows_a_private_umask(inputs, tmp_path):
     assert (tmp_path / "o.jsonl.gz").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)], ids=["umask022", "umask077"])
 def test_dict_out_and_output_follow_the_umask(inputs, tmp_path, umask, mode):
     dict_out, out = tmp_path / "dict.tsv", tmp_path / "evidence.jsonl"
     old = os.umask(umask)
