@@ -15,7 +15,8 @@ Every command (and every subcommand of a command group):
 The list of commands is read from pyproject.toml: a new console script fails
 :func:`test_every_command_has_a_contract_case` until it gets a row in :data:`CASES`.
 Most checks run in-process (click's CliRunner); the model commands share one tiny
-random RoBERTa (the shared X-NER fixture) and a tagger and phrase index built from it.
+random BERT built here (a word-level vocabulary: it loads in a blink), and a tagger and a
+phrase index made from it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT.parent / "shared" / "fixtures" / "xner-official" / "roberta-tiny-random"
 
 with open(ROOT / "pyproject.toml", "rb") as _fh:
     SCRIPTS: dict[str, str] = tomllib.load(_fh)["project"]["scripts"]
@@ -98,6 +98,7 @@ TEXTS = ["Ann met Bo in Paris .", "Carl visited Rome and Oslo .", "Dora works fo
 @dataclass
 class Inputs:
     dir: Path
+    model: Path        # a tiny random masked LM (BERT) with its tokenizer
     records: Path      # plain {"id", "text"} records
     train: Path        # records with gold spans
     candidates: Path   # ner-spans output
@@ -107,6 +108,9 @@ class Inputs:
     questions: Path    # JSONL questions file
     tagger: Path       # a ner-tag model directory (untrained head on the tiny RoBERTa)
     index: Path        # a phrase index of `records`
+    doccano: Path      # the other JSON input formats of ner-convert
+    gliner: Path
+    hf: Path
 
     def first_line(self, name: str) -> str:
         return getattr(self, name).read_text().splitlines()[0] + "\n"
@@ -117,6 +121,23 @@ def _write(path: Path, objs) -> Path:
     return path
 
 
+def _tiny_bert(folder: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    words = sorted({w.lower() for t in TEXTS for w in t.split()} |
+                   {"the", "person", "location", ":", "is", "a", "name", "which", "city", "?"})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Inputs:
     from nertools.core.record import normalize_record
@@ -125,6 +146,7 @@ def inputs(tmp_path_factory) -> Inputs:
     from nertools.xner.candidates import SpanRules, add_candidates
 
     d = tmp_path_factory.mktemp("contract")
+    model = _tiny_bert(d / "bert")
     recs = [{"id": f"r{i}", "text": t} for i, t in enumerate(TEXTS)]
     records = _write(d / "records.jsonl", recs)
     train = _write(d / "train.jsonl", [{**r, "spans": [{"start": 0, "end": len(r["text"].split()[0]),
@@ -141,15 +163,20 @@ def inputs(tmp_path_factory) -> Inputs:
     questions = _write(d / "questions.jsonl", [{"label": "LOC", "question": "Which city?"},
                                                {"label": "PER"}])
     tagger = d / "tagger"
-    model, tokenizer = load_token_classifier(str(TINY), LabelScheme(("PER",)))
-    model.save_pretrained(tagger)
+    classifier, tokenizer = load_token_classifier(str(model), LabelScheme(("PER",)))
+    classifier.save_pretrained(tagger)
     tokenizer.save_pretrained(tagger)
     (tagger / META_FILE).write_text(json.dumps({"format": META_FORMAT, "labels": ["PER"],
                                                 "max_length": 64, "window_overlap": 8}))
     index = d / "index"
-    build_index(str(records), str(index), IndexSettings(model=str(TINY), max_length=32),
+    build_index(str(records), str(index), IndexSettings(model=str(model), max_length=32),
                 device="cpu", progress=False)
-    return Inputs(d, records, train, candidates, scored, dict_tsv, dict_jsonl, questions, tagger, index)
+    doccano = _write(d / "doccano.jsonl", [{"text": t, "label": [[0, 3, "PER"]]} for t in TEXTS])
+    gliner = _write(d / "gliner.jsonl", [{"tokenized_text": t.split(), "ner": [[0, 0, "PER"]]} for t in TEXTS])
+    hf = _write(d / "hf.jsonl", [{"tokens": t.split(), "ner_tags": ["B-PER"] + ["O"] * (len(t.split()) - 1)}
+                                 for t in TEXTS])
+    return Inputs(d, model, records, train, candidates, scored, dict_tsv, dict_jsonl, questions, tagger, index,
+                  doccano, gliner, hf)
 
 
 # ----------------------------------------------------------------------------- one row per input
@@ -175,24 +202,26 @@ CPU = ["--device", "cpu"]
 CASES = [
     Case("ner-validate", "INPUT", lambda i, p, d: [p], "records", stdin=True),
     Case("ner-convert", "INPUT", lambda i, p, d: ["--from", "jsonl", "--to", "jsonl", p], "records", stdin=True),
+    *(Case("ner-convert", f"--from {fmt}", lambda i, p, d, fmt=fmt: ["--from", fmt, "--to", "jsonl", p], fmt,
+           stdin=True) for fmt in ("doccano", "gliner", "hf")),
     Case("ner-eval", "--gold", lambda i, p, d: ["--gold", p, "--pred", str(i.records)], "records",
          output=False, stdin=True),
     Case("ner-eval", "--pred", lambda i, p, d: ["--gold", str(i.records), "--pred", p], "records",
          output=False, stdin=True),
     Case("ner-spans", "INPUT", lambda i, p, d: [p], "records", stdin=True),
-    Case("ner-divscore", "INPUT", lambda i, p, d: ["--model", str(TINY), "--seed", "PER=Ann",
+    Case("ner-divscore", "INPUT", lambda i, p, d: ["--model", str(i.model), "--seed", "PER=Ann",
                                                    "--no-progress", *CPU, p], "candidates", stdin=True),
     Case("ner-pseudo", "INPUT", lambda i, p, d: ["--top-k", "2", "--all", p], "scored", stdin=True),
-    Case("ner-selftrain", "--train", lambda i, p, d: ["--train", p, "--dev", str(i.train), "--model", str(TINY),
+    Case("ner-selftrain", "--train", lambda i, p, d: ["--train", p, "--dev", str(i.train), "--model", str(i.model),
                                                       "--out", str(d / "model"), *CPU], "train",
          output=False, run_good=False),
-    Case("ner-selftrain", "--dev", lambda i, p, d: ["--train", str(i.train), "--dev", p, "--model", str(TINY),
+    Case("ner-selftrain", "--dev", lambda i, p, d: ["--train", str(i.train), "--dev", p, "--model", str(i.model),
                                                     "--out", str(d / "model"), *CPU], "train",
          output=False, run_good=False),
     Case("ner-tag", "INPUT", lambda i, p, d: ["--model", str(i.tagger), *CPU, p], "records", stdin=True),
     Case("ner-dictmatch", "INPUT", lambda i, p, d: ["--dict", str(i.dict_tsv), p], "records", stdin=True),
     Case("ner-dictmatch", "--dict", lambda i, p, d: ["--dict", p, str(i.records)], "dict_jsonl"),
-    Case("ner-retrieve index", "--corpus", lambda i, p, d: ["--corpus", p, "--model", str(TINY), "--out",
+    Case("ner-retrieve index", "--corpus", lambda i, p, d: ["--corpus", p, "--model", str(i.model), "--out",
                                                              str(d / "idx"), "--max-length", "32", "-q", *CPU],
          "records", output=False),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
@@ -478,7 +507,7 @@ def test_selftrain_out_untouched_on_failure(inputs, tmp_path):
     (out / "nertools.json").write_text('{"format": "sentinel"}')
     bad = tmp_path / "bad.jsonl"
     bad.write_text(inputs.first_line("train") + "{broken\n")
-    result = invoke("ner-selftrain", ["--train", str(bad), "--dev", str(inputs.train), "--model", str(TINY),
+    result = invoke("ner-selftrain", ["--train", str(bad), "--dev", str(inputs.train), "--model", str(inputs.model),
                                       "--out", str(out), *CPU])
     assert_error(result, "ner-selftrain", 65, f"{bad}:2: ")
     assert listing(out) == ["nertools.json"] and listing(tmp_path) == ["bad.jsonl", "model"]
