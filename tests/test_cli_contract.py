@@ -28,7 +28,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from dataclasses import dataclass
@@ -302,7 +301,8 @@ def _resolve(argv: list[str]) -> tuple[str, click.Command, list[str]]:
     return name, cmd, args
 
 
-def _option_values(cmd: click.Command, args: list[str], param: click.Parameter) -> list[str]:
+def _option_values(args: list[str], param: click.Parameter) -> list[str]:
+    """The values given to option ``param`` in ``args`` (``--opt v`` or ``--opt=v``)."""
     values = []
     for k, tok in enumerate(args):
         for opt in param.opts:
@@ -320,7 +320,7 @@ def check_example(argv: list[str], sandbox: Path) -> click.testing.Result:
     prog, cmd, args = _resolve(argv)
     for param in cmd.params:
         if isinstance(param, click.Option) and isinstance(param.type, click.Path) and param.type.exists:
-            for value in _option_values(cmd, args, param):
+            for value in _option_values(args, param):
                 p = sandbox / value
                 if not p.exists():
                     p.parent.mkdir(parents=True, exist_ok=True)
