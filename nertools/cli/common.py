@@ -14,8 +14,9 @@ A command is written as::
 
 :func:`nertools_command` turns :class:`~nertools.errors.NertoolsError` into a one-line
 message on stderr and its exit code (a :class:`~nertools.errors.UsageError`, e.g. a
-malformed ``LABEL=VALUE``, exits 2 like click's own usage errors), ends quietly when stdout is closed early
-(``| head``), and exits 130 on Ctrl-C.
+malformed ``LABEL=VALUE``, exits 2 like click's own usage errors), ends quietly when stdout is
+closed early (``| head``), and exits 130 on Ctrl-C. However the command ends early, the temporary
+files of unfinished outputs are removed (:func:`nertools.core.atomic.discard_pending`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Callable, NoReturn
 
 import click
 
+from nertools.core.atomic import discard_pending
 from nertools.errors import EXIT_FAILURE, NertoolsError
 from nertools.core.jsonl import ON_ERROR_CHOICES
 
@@ -56,15 +58,22 @@ def nertools_command(prog: str) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except BrokenPipeError:
+                discard_pending()
                 _silence_stdout()
                 sys.exit(0)
             except NertoolsError as e:
+                discard_pending()
                 fail(prog, str(e), e.exit_code)
             except KeyboardInterrupt:
+                discard_pending()
                 click.echo(f"{prog}: interrupted", err=True)
                 sys.exit(130)
             except MemoryError:
+                discard_pending()
                 fail(prog, "out of memory")
+            except BaseException:
+                discard_pending()
+                raise
 
         return wrapper
 

@@ -12,6 +12,11 @@ index, the LLM cache, model directories, the GGUF cache), so that the rules hold
 
 ``atomic_file(path)`` is a context manager yielding a binary file object; the target is
 replaced when the block ends normally and the temporary removed when it raises.
+
+Every temporary made here is remembered until it is committed or discarded, so that a
+command can remove what is left by :func:`discard_pending` when it ends early: a Ctrl-C
+can land between a writer's last line and its clean-up (at the entry of ``__exit__``),
+where no ``except``/``finally`` of the writer runs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from typing import IO, Any, Iterator
 import orjson
 
 TEMP_PREFIX = ".tmp-"
+
+#: Temporary files and directories of this process not yet committed or discarded
+#: (absolute paths).
+_PENDING: set[str] = set()
+
+
+def _key(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.fspath(path))
 
 
 def current_umask() -> int:
@@ -48,6 +61,7 @@ def temp_file_beside(path: str | os.PathLike, suffix: str = ".part") -> tuple[in
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=suffix, dir=directory)
+    _PENDING.add(_key(tmp))
     try:
         os.fchmod(fd, file_mode())
     except OSError:
@@ -58,12 +72,14 @@ def temp_file_beside(path: str | os.PathLike, suffix: str = ".part") -> tuple[in
 def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Rename a finished temporary file onto ``path``."""
     os.replace(tmp, path)
+    _PENDING.discard(_key(tmp))
 
 
 def discard(tmp: str | os.PathLike | None) -> None:
     """Remove a temporary file or directory, ignoring one that is already gone."""
     if tmp is None:
         return
+    _PENDING.discard(_key(tmp))
     p = Path(tmp)
     try:
         if p.is_dir() and not p.is_symlink():
@@ -74,6 +90,13 @@ def discard(tmp: str | os.PathLike | None) -> None:
         pass
     except OSError:
         pass
+
+
+def discard_pending() -> None:
+    """Remove every temporary file or directory made here and not yet committed or
+    discarded. Commands call it when they end by an error or an interrupt."""
+    for tmp in sorted(_PENDING):
+        discard(tmp)
 
 
 @contextlib.contextmanager
@@ -110,6 +133,7 @@ def temp_dir_beside(target: str | os.PathLike) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TEMP_PREFIX}", dir=target.parent))
+    _PENDING.add(_key(tmp))
     try:
         os.chmod(tmp, dir_mode())
     except OSError:
@@ -136,9 +160,11 @@ def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         os.rename(target, old)
         os.rename(tmp, target)
+        _PENDING.discard(_key(tmp))
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, target)
+        _PENDING.discard(_key(tmp))
 
 
 @contextlib.contextmanager

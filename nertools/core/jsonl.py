@@ -12,13 +12,13 @@ from __future__ import annotations
 import gzip
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator
 
 import orjson
 
 from nertools.errors import DataError
+from nertools.core.atomic import commit_file, discard, temp_file_beside
 from nertools.core.record import normalize_record
 
 ON_ERROR_CHOICES = ("fail", "skip", "warn")
@@ -157,8 +157,10 @@ class RecordWriter:
     """Write JSON objects as lines to a path, ``-`` (stdout) or ``*.gz``.
 
     Lines are buffered and written in whole-line chunks. A file target is written to a
-    temporary file and renamed into place by :meth:`close` (``commit=True``); on failure
-    (:meth:`abort`, or leaving a ``with`` block by an exception) the target is untouched.
+    temporary file beside it (:func:`nertools.core.atomic.temp_file_beside`, mode from the
+    umask) and renamed into place by :meth:`close`; on failure (:meth:`abort`, leaving a
+    ``with`` block by an exception, or an error while closing) the temporary file is removed
+    and the target is untouched.
     """
 
     def __init__(self, path: str | os.PathLike = "-", *, buffer_size: int = 1 << 16):
@@ -171,9 +173,8 @@ class RecordWriter:
         if self.path == "-":
             self._fh: IO[bytes] = sys.stdout.buffer
         else:
-            directory = os.path.dirname(os.path.abspath(self.path))
             try:
-                fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+                fd, self._tmp = temp_file_beside(self.path)
             except OSError as e:
                 raise DataError(f"cannot write: {e.strerror or e}", path=self.path) from None
             raw = os.fdopen(fd, "wb")
@@ -204,15 +205,28 @@ class RecordWriter:
         self._fh.flush()
 
     def close(self) -> None:
+        """Write out what is buffered; a file target is then renamed into place."""
         if self._closed:
             return
-        self._closed = True
-        self.flush()
-        if self._tmp is not None:
+        if self._tmp is None:
+            self._closed = True
+            self.flush()
+            return
+        try:
+            self.flush()
             if self._fh is not self._raw:
                 self._fh.close()
             self._raw.close()
-            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        try:
+            commit_file(self._tmp, self.path)
+        except OSError as e:
+            discard(self._tmp)
+            raise DataError(f"cannot write: {e.strerror or e}", path=self.path) from None
+        finally:
             self._tmp = None
 
     def abort(self) -> None:
@@ -228,11 +242,10 @@ class RecordWriter:
             return
         try:
             self._raw.close()
+        except OSError:
+            pass
         finally:
-            try:
-                os.unlink(self._tmp)
-            except OSError:
-                pass
+            discard(self._tmp)
             self._tmp = None
 
     def __enter__(self) -> "RecordWriter":

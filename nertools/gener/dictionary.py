@@ -321,21 +321,14 @@ def iter_dictionary_file(path: str | os.PathLike) -> Iterator[tuple[str, str, in
 
 def write_dictionary(path: str, entries: Iterable[tuple[str, str, int]]) -> int:
     """Write ``(phrase, label, count)`` triples as a TSV dictionary (atomically); return count."""
-    import tempfile
+    from nertools.core.atomic import atomic_file
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
     n = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_file(path) as fh:
             for phrase, label, count in entries:
-                fh.write(f"{phrase}\t{label}\t{count}\n")
+                fh.write(f"{phrase}\t{label}\t{count}\n".encode("utf-8"))
                 n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    except OSError as e:
+        raise DataError(f"cannot write: {e.strerror or e}", path=str(path)) from None
     return n

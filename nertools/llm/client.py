@@ -85,9 +85,9 @@ def chat_completion(cfg: LLMConfig, messages: list[dict], *, log: Callable[[str]
             sleep(wait)
             attempt += 1
     if cache_file is not None:
+        from nertools.core.atomic import write_bytes_atomic
+
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.name + f".{os.getpid()}.part")
-        tmp.write_bytes(orjson.dumps({"request": {"model": cfg.model, "messages": messages},
-                                      "content": content}))
-        os.replace(tmp, cache_file)
+        write_bytes_atomic(cache_file, orjson.dumps({"request": {"model": cfg.model, "messages": messages},
+                                                     "content": content}))
     return content

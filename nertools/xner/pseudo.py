@@ -288,13 +288,12 @@ class _Spool:
             yield obj
 
     def close(self) -> None:
+        from nertools.core.atomic import discard
+
         try:
             self._fh.close()
         finally:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            discard(self.path)
 
 
 def _rereadable(path: str) -> bool:

@@ -1,0 +1,608 @@
+"""The command-line contract, checked once for every console script of pyproject.toml.
+
+Every command (and every subcommand of a command group):
+
+* ``--help`` exits 0 and has an "Examples:" section, and every ``ner-...`` invocation in
+  it parses (options, required options, choices) and is not a usage error when run;
+* a bad option exits 2;
+* broken JSON input exits 65 with one error line naming ``file:line``;
+* empty input exits 65;
+* ``-o FILE`` appears only when the run succeeds, with the mode ``open()`` would give
+  under the umask, and is left untouched (no temporary file beside it) when the run fails;
+* ``| head -1`` ends quietly and Ctrl-C exits 130 with one line (real processes, a few
+  commands).
+
+The list of commands is read from pyproject.toml: a new console script fails
+:func:`test_every_command_has_a_contract_case` until it gets a row in :data:`CASES`.
+Most checks run in-process (click's CliRunner); the model commands share one tiny
+random BERT built here (a word-level vocabulary: it loads in a blink), and a tagger and a
+phrase index made from it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import click
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+with open(ROOT / "pyproject.toml", "rb") as _fh:
+    SCRIPTS: dict[str, str] = tomllib.load(_fh)["project"]["scripts"]
+
+
+def load_script(name: str) -> click.Command:
+    module, attr = SCRIPTS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _commands() -> list[tuple[str, click.Command]]:
+    """``(name, command)`` for every console script and every subcommand of a group."""
+    out = []
+    for name in SCRIPTS:
+        cmd = load_script(name)
+        out.append((name, cmd))
+        if isinstance(cmd, click.Group):
+            out.extend((f"{name} {sub}", cmd.commands[sub]) for sub in sorted(cmd.commands))
+    return out
+
+
+ALL_COMMANDS = _commands()
+LEAVES = [(n, c) for n, c in ALL_COMMANDS if not isinstance(c, click.Group)]
+
+
+def invoke(command: str, args: list[str], input: str | bytes | None = None):
+    """Run ``command`` ("ner-x" or "ner-x sub") in-process; stdout and stderr apart."""
+    script, *sub = command.split()
+    return CliRunner().invoke(load_script(script), [*sub, *args], input=input, prog_name=script)
+
+
+def assert_error(result, prog: str, code: int, *fragments: str) -> str:
+    """A clean failure: exit ``code``, no traceback, exactly one ``prog: error: ...`` line,
+    the last thing on stderr."""
+    detail = (result.exit_code, result.stderr, repr(result.exception))
+    assert result.exit_code == code, detail
+    assert isinstance(result.exception, SystemExit), detail  # not an uncaught exception
+    assert "Traceback" not in result.stderr, detail
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith(f"{prog}: error: "), detail
+    assert result.stderr.rstrip("\n").endswith(errors[0]), detail
+    for fragment in fragments:
+        assert fragment in errors[0], detail
+    return errors[0]
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+# ----------------------------------------------------------------------------- shared inputs
+
+TEXTS = ["Ann met Bo in Paris .", "Carl visited Rome and Oslo .", "Dora works for Acme in Berlin ."]
+
+
+@dataclass
+class Inputs:
+    dir: Path
+    model: Path        # a tiny random masked LM (BERT) with its tokenizer
+    records: Path      # plain {"id", "text"} records
+    train: Path        # records with gold spans
+    candidates: Path   # ner-spans output
+    scored: Path       # candidates with scores
+    dict_tsv: Path
+    dict_jsonl: Path
+    questions: Path    # JSONL questions file
+    tagger: Path       # a ner-tag model directory (untrained head on the tiny RoBERTa)
+    index: Path        # a phrase index of `records`
+    doccano: Path      # the other JSON input formats of ner-convert
+    gliner: Path
+    hf: Path
+
+    def first_line(self, name: str) -> str:
+        return getattr(self, name).read_text().splitlines()[0] + "\n"
+
+
+def _write(path: Path, objs) -> Path:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    return path
+
+
+def _tiny_bert(folder: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    words = sorted({w.lower() for t in TEXTS for w in t.split()} |
+                   {"the", "person", "location", ":", "is", "a", "name", "which", "city", "?"})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Inputs:
+    from nertools.core.record import normalize_record
+    from nertools.gener.phrase_index import IndexSettings, build_index
+    from nertools.tagging.tagger import META_FILE, META_FORMAT, LabelScheme, load_token_classifier
+    from nertools.xner.candidates import SpanRules, add_candidates
+
+    d = tmp_path_factory.mktemp("contract")
+    model = _tiny_bert(d / "bert")
+    recs = [{"id": f"r{i}", "text": t} for i, t in enumerate(TEXTS)]
+    records = _write(d / "records.jsonl", recs)
+    train = _write(d / "train.jsonl", [{**r, "spans": [{"start": 0, "end": len(r["text"].split()[0]),
+                                                         "label": "PER"}]} for r in recs])
+    cands = list(add_candidates((normalize_record(r) for r in recs), SpanRules()))
+    candidates = _write(d / "candidates.jsonl", cands)
+    for rec in cands:
+        for k, c in enumerate(rec["candidates"]):
+            c["scores"] = {"PER": 0.05 * k, "LOC": 1 - 0.05 * k}
+    scored = _write(d / "scored.jsonl", cands)
+    dict_tsv = d / "dict.tsv"
+    dict_tsv.write_text("Paris\tLOC\nRome\tLOC\n")
+    dict_jsonl = _write(d / "dict.jsonl", [{"phrase": "Paris", "label": "LOC"}, {"phrase": "Ann", "label": "PER"}])
+    questions = _write(d / "questions.jsonl", [{"label": "LOC", "question": "Which city?"},
+                                               {"label": "PER"}])
+    tagger = d / "tagger"
+    classifier, tokenizer = load_token_classifier(str(model), LabelScheme(("PER",)))
+    classifier.save_pretrained(tagger)
+    tokenizer.save_pretrained(tagger)
+    (tagger / META_FILE).write_text(json.dumps({"format": META_FORMAT, "labels": ["PER"],
+                                                "max_length": 64, "window_overlap": 8}))
+    index = d / "index"
+    build_index(str(records), str(index), IndexSettings(model=str(model), max_length=32),
+                device="cpu", progress=False)
+    doccano = _write(d / "doccano.jsonl", [{"text": t, "label": [[0, 3, "PER"]]} for t in TEXTS])
+    gliner = _write(d / "gliner.jsonl", [{"tokenized_text": t.split(), "ner": [[0, 0, "PER"]]} for t in TEXTS])
+    hf = _write(d / "hf.jsonl", [{"tokens": t.split(), "ner_tags": ["B-PER"] + ["O"] * (len(t.split()) - 1)}
+                                 for t in TEXTS])
+    return Inputs(d, model, records, train, candidates, scored, dict_tsv, dict_jsonl, questions, tagger, index,
+                  doccano, gliner, hf)
+
+
+# ----------------------------------------------------------------------------- one row per input
+
+@dataclass(frozen=True)
+class Case:
+    """How to run ``command`` with one of its JSON inputs replaced by ``path``."""
+
+    command: str
+    role: str                                        # which input the row varies
+    argv: Callable[[Inputs, str, Path], list[str]]  # (inputs, input path, scratch dir) -> args
+    good: str                                        # Inputs field: a valid input for that role
+    output: bool = True                              # has -o/--output
+    stdin: bool = False                              # the input may be "-" (standard input)
+    run_good: bool = True                            # run it once on good input (not: training)
+
+    @property
+    def id(self) -> str:
+        return f"{self.command}[{self.role}]"
+
+
+CPU = ["--device", "cpu"]
+CASES = [
+    Case("ner-validate", "INPUT", lambda i, p, d: [p], "records", stdin=True),
+    Case("ner-convert", "INPUT", lambda i, p, d: ["--from", "jsonl", "--to", "jsonl", p], "records", stdin=True),
+    *(Case("ner-convert", f"--from {fmt}", lambda i, p, d, fmt=fmt: ["--from", fmt, "--to", "jsonl", p], fmt,
+           stdin=True) for fmt in ("doccano", "gliner", "hf")),
+    Case("ner-eval", "--gold", lambda i, p, d: ["--gold", p, "--pred", str(i.records)], "records",
+         output=False, stdin=True),
+    Case("ner-eval", "--pred", lambda i, p, d: ["--gold", str(i.records), "--pred", p], "records",
+         output=False, stdin=True),
+    Case("ner-spans", "INPUT", lambda i, p, d: [p], "records", stdin=True),
+    Case("ner-divscore", "INPUT", lambda i, p, d: ["--model", str(i.model), "--seed", "PER=Ann",
+                                                   "--no-progress", *CPU, p], "candidates", stdin=True),
+    Case("ner-pseudo", "INPUT", lambda i, p, d: ["--top-k", "2", "--all", p], "scored", stdin=True),
+    Case("ner-selftrain", "--train", lambda i, p, d: ["--train", p, "--dev", str(i.train), "--model", str(i.model),
+                                                      "--out", str(d / "model"), *CPU], "train",
+         output=False, run_good=False),
+    Case("ner-selftrain", "--dev", lambda i, p, d: ["--train", str(i.train), "--dev", p, "--model", str(i.model),
+                                                    "--out", str(d / "model"), *CPU], "train",
+         output=False, run_good=False),
+    Case("ner-tag", "INPUT", lambda i, p, d: ["--model", str(i.tagger), *CPU, p], "records", stdin=True),
+    Case("ner-dictmatch", "INPUT", lambda i, p, d: ["--dict", str(i.dict_tsv), p], "records", stdin=True),
+    Case("ner-dictmatch", "--dict", lambda i, p, d: ["--dict", p, str(i.records)], "dict_jsonl"),
+    Case("ner-retrieve index", "--corpus", lambda i, p, d: ["--corpus", p, "--model", str(i.model), "--out",
+                                                             str(d / "idx"), "--max-length", "32", "-q", *CPU],
+         "records", output=False),
+    Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
+                                                                "--top-k", "5", *CPU], "questions"),
+]
+CASE_IDS = [c.id for c in CASES]
+
+
+def test_every_command_has_a_contract_case():
+    """A console script added to pyproject.toml needs a row in CASES (and gets the checks)."""
+    assert {name for name, _ in LEAVES} == {c.command for c in CASES}
+
+
+def _run_case(case: Case, inputs: Inputs, path: str, scratch: Path, extra=(), input=None):
+    return invoke(case.command, [*case.argv(inputs, path, scratch), *extra], input=input)
+
+
+# ----------------------------------------------------------------------------- --help and examples
+
+class _ReachedWork(Exception):
+    """Raised instead of loading a model or calling an LLM while the examples are run."""
+
+
+def example_lines(epilog: str | None) -> list[str]:
+    """The commands of an epilog's "Examples:" section: comments dropped, ``\\`` lines joined."""
+    out, buf, inside = [], "", False
+    for line in (epilog or "").splitlines():
+        text = line.strip()
+        if text == "Examples:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if text in ("", "\b"):
+            inside = False
+            continue
+        if text.startswith("#"):
+            continue
+        buf = f"{buf} {text}" if buf else text
+        if buf.endswith("\\"):
+            buf = buf[:-1].rstrip()
+            continue
+        out.append(buf)
+        buf = ""
+    assert not buf, f"example ends with a line continuation: {buf!r}"
+    return out
+
+
+def invocations(line: str) -> list[list[str]]:
+    """The ``ner-...`` commands of a shell line: split at pipes and ``&&``/``;``, redirections
+    (``> f``, ``2> f``, ``< f``) and ``# comments`` removed."""
+    line = re.sub(r"(^|\s)\d+(?=[<>])", r"\1", line)  # 2> file -> > file
+    lex = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lex.whitespace_split = True
+    lex.commenters = "#"
+    segments: list[list[str]] = [[]]
+    skip = False
+    for tok in lex:
+        if skip:
+            skip = False
+        elif tok in ("|", "||", "&&", ";", "&"):
+            segments.append([])
+        elif tok in (">", ">>", "<", ">&", "&>", ">|"):
+            skip = True
+        else:
+            segments[-1].append(tok)
+    return [seg for seg in segments if seg and seg[0].startswith("ner-")]
+
+
+def _resolve(argv: list[str]) -> tuple[str, click.Command, list[str]]:
+    """``(program name, command, its arguments)`` of an invocation, through a group."""
+    name, args = argv[0], argv[1:]
+    assert name in SCRIPTS, f"example runs {name!r}, which is not a console script"
+    cmd = load_script(name)
+    if isinstance(cmd, click.Group):
+        assert args and args[0] in cmd.commands, f"{argv}: no subcommand of {name}"
+        return f"{name} {args[0]}", cmd.commands[args[0]], args[1:]
+    return name, cmd, args
+
+
+def _option_values(args: list[str], param: click.Parameter) -> list[str]:
+    """The values given to option ``param`` in ``args`` (``--opt v`` or ``--opt=v``)."""
+    values = []
+    for k, tok in enumerate(args):
+        for opt in param.opts:
+            if tok == opt and k + 1 < len(args):
+                values.append(args[k + 1])
+            elif tok.startswith(opt + "="):
+                values.append(tok[len(opt) + 1:])
+    return values
+
+
+def check_example(argv: list[str], sandbox: Path) -> click.testing.Result:
+    """Parse one example invocation with ``make_context`` (files it says must exist are
+    created empty in ``sandbox``, the cwd), then run it there with empty standard input and
+    models/LLM requests stopped: returns the result, whose exit code must not be 2."""
+    prog, cmd, args = _resolve(argv)
+    for param in cmd.params:
+        if isinstance(param, click.Option) and isinstance(param.type, click.Path) and param.type.exists:
+            for value in _option_values(args, param):
+                p = sandbox / value
+                if not p.exists():
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_text("") if param.type.file_okay else p.mkdir()
+    try:
+        with cmd.make_context(prog, list(args)):
+            pass
+    except click.UsageError as e:  # BadParameter, MissingParameter, NoSuchOption, ...
+        pytest.fail(f"example {shlex.join(argv)!r} is a usage error: {e.format_message()}")
+    return invoke(prog, args, input="")
+
+
+def _stop(*_a, **_k):
+    raise _ReachedWork()
+
+
+@pytest.fixture()
+def example_sandbox(tmp_path, monkeypatch):
+    import nertools.gener.questions
+    import nertools.runtime.models
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(nertools.runtime.models, "resolve_model_path", _stop)
+    monkeypatch.setattr(nertools.gener.questions, "chat_completion", _stop)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name,cmd", ALL_COMMANDS, ids=[n for n, _ in ALL_COMMANDS])
+def test_help_has_examples_that_parse(name, cmd, example_sandbox):
+    result = invoke(name, ["--help"])
+    assert result.exit_code == 0 and result.exception is None, result.stderr
+    assert result.stdout.startswith(f"Usage: {name} ")
+    if isinstance(cmd, click.Group):  # the examples live in the subcommands' help
+        for sub in cmd.commands:
+            assert f"  {sub} " in result.stdout
+        return
+    assert re.search(r"^\s*Examples:$", result.stdout, re.M), result.stdout
+    lines = example_lines(cmd.epilog)
+    runs = [argv for line in lines for argv in invocations(line)]
+    assert any(_resolve(argv)[0] == name for argv in runs), f"no example runs {name}"
+    for argv in runs:
+        res = check_example(argv, example_sandbox)
+        assert res.exit_code != 2, f"example {shlex.join(argv)!r} exits 2: {res.stderr}"
+        assert res.exception is None or isinstance(res.exception, (SystemExit, _ReachedWork)), \
+            f"example {shlex.join(argv)!r} crashed: {res.exception!r}"
+
+
+def test_example_check_catches_usage_errors(example_sandbox):
+    """The checker itself: a missing required option, a missing selection (a usage error
+    raised by the command body, defect B5) and an unknown option all fail it."""
+    assert invocations("ner-spans c.jsonl | ner-divscore --seed 'PER=A B' ... | ner-pseudo > p.jsonl") == [
+        ["ner-spans", "c.jsonl"], ["ner-divscore", "--seed", "PER=A B", "..."], ["ner-pseudo"]]
+    assert invocations("echo '{}' | ner-validate 2> err.txt && echo ok   # note") == [["ner-validate"]]
+    assert check_example(["ner-pseudo"], example_sandbox).exit_code == 2
+    assert check_example(["ner-pseudo", "--top-percent", "3"], example_sandbox).exit_code == 65
+    for argv in (["ner-selftrain", "--train", "t.jsonl"], ["ner-eval", "--gold", "g", "--pred", "p", "--nope"],
+                 ["ner-convert", "--from", "xml", "--to", "jsonl"]):
+        with pytest.raises(pytest.fail.Exception, match="usage error"):
+            check_example(argv, example_sandbox)
+    with pytest.raises(AssertionError, match="not a console script"):
+        check_example(["ner-nothing"], example_sandbox)
+    assert example_lines("x\n\b\nExamples:\n  a \\\n      b\n  # c\n  d\n\nafter\n") == ["a b", "d"]
+
+
+@pytest.mark.parametrize("name", [n for n, _ in ALL_COMMANDS])
+def test_bad_option_exits_2(name):
+    result = invoke(name, ["--no-such-option"])
+    assert result.exit_code == 2, result.stderr
+    assert "No such option" in result.stderr and "--no-such-option" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- data errors
+
+@pytest.fixture()
+def umask022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.run_good], ids=[c.id for c in CASES if c.run_good])
+def test_good_run_writes_output_with_the_umask_mode(case, inputs, tmp_path, umask022):
+    """The minimal invocation of each row works; a -o file gets 0644 under umask 022."""
+    good = str(getattr(inputs, case.good))
+    if not case.output:
+        result = _run_case(case, inputs, good, tmp_path)
+        assert result.exit_code == 0 and result.exception is None, (result.stderr, result.exception)
+        return
+    out = tmp_path / "out.jsonl"
+    result = _run_case(case, inputs, good, tmp_path, ["-o", str(out)])
+    assert result.exit_code == 0 and result.exception is None, (result.stderr, result.exception)
+    assert result.stdout == ""
+    assert [json.loads(line) for line in out.read_text().splitlines()]
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert not [f for f in listing(tmp_path) if f.startswith(".")]  # no temporary file left
+
+
+def _broken(case: Case, inputs: Inputs) -> str:
+    return inputs.first_line(case.good) + '{"id": "x", "text": \n'
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_broken_json_exits_65_naming_file_and_line(case, inputs, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(_broken(case, inputs))
+    result = _run_case(case, inputs, str(bad), tmp_path)
+    assert_error(result, case.command, 65, f"{bad}:2: ", "JSON")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.stdin], ids=[c.id for c in CASES if c.stdin])
+def test_broken_json_on_stdin_names_stdin_and_line(case, inputs, tmp_path):
+    result = _run_case(case, inputs, "-", tmp_path, input=_broken(case, inputs))
+    assert_error(result, case.command, 65, "<stdin>:2: ", "JSON")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_empty_input_exits_65(case, inputs, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")  # blank lines only: no records
+    result = _run_case(case, inputs, str(empty), tmp_path)
+    assert_error(result, case.command, 65, f"{empty}: ")
+    if case.stdin:
+        result = _run_case(case, inputs, "-", tmp_path, input="")
+        assert_error(result, case.command, 65, "<stdin>: ")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.output], ids=[c.id for c in CASES if c.output])
+def test_output_file_untouched_on_failure(case, inputs, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "out.jsonl"
+    out.write_text("sentinel\n")
+    os.chmod(out, 0o640)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(_broken(case, inputs))
+    result = _run_case(case, inputs, str(bad), tmp_path, ["-o", str(out)])
+    assert_error(result, case.command, 65)
+    assert out.read_text() == "sentinel\n" and out.stat().st_mode & 0o777 == 0o640
+    assert listing(work) == ["out.jsonl"]  # no temporary file beside it
+
+
+def test_output_mode_follows_a_private_umask(inputs, tmp_path):
+    old = os.umask(0o077)
+    try:
+        result = invoke("ner-validate", [str(inputs.records), "-o", str(tmp_path / "o.jsonl.gz")])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "o.jsonl.gz").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)], ids=["umask022", "umask077"])
+def test_dict_out_and_output_follow_the_umask(inputs, tmp_path, umask, mode):
+    dict_out, out = tmp_path / "dict.tsv", tmp_path / "evidence.jsonl"
+    old = os.umask(umask)
+    try:
+        result = invoke("ner-retrieve query", ["--index", str(inputs.index), "--label", "LOC", "--top-k", "20",
+                                               *CPU, "--dict-out", str(dict_out), "-o", str(out)])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.stderr
+    assert dict_out.read_text().count("\t") >= 2 and out.read_text()
+    assert dict_out.stat().st_mode & 0o777 == mode and out.stat().st_mode & 0o777 == mode
+    assert listing(tmp_path) == ["dict.tsv", "evidence.jsonl"]
+
+
+def test_dict_out_untouched_when_the_query_fails(inputs, tmp_path):
+    dict_out = tmp_path / "dict.tsv"
+    dict_out.write_text("sentinel\n")
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"label": "LOC"}\n{broken\n')
+    result = invoke("ner-retrieve query", ["--index", str(inputs.index), "--questions", str(bad), *CPU,
+                                           "--dict-out", str(dict_out)])
+    assert_error(result, "ner-retrieve query", 65, f"{bad}:2: ")
+    assert dict_out.read_text() == "sentinel\n" and listing(tmp_path) == ["dict.tsv", "q.jsonl"]
+
+
+def test_selftrain_out_untouched_on_failure(inputs, tmp_path):
+    """--out is a model directory; a run that fails on its data leaves an existing one alone."""
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "nertools.json").write_text('{"format": "sentinel"}')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(inputs.first_line("train") + "{broken\n")
+    result = invoke("ner-selftrain", ["--train", str(bad), "--dev", str(inputs.train), "--model", str(inputs.model),
+                                      "--out", str(out), *CPU])
+    assert_error(result, "ner-selftrain", 65, f"{bad}:2: ")
+    assert listing(out) == ["nertools.json"] and listing(tmp_path) == ["bad.jsonl", "model"]
+
+
+# ----------------------------------------------------------------------------- real processes
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _default_sigint():  # a child of a shell job may inherit SIGINT ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+HEAD_RUNS = {
+    "ner-spans": ["{big}"],
+    "ner-convert": ["--from", "jsonl", "--to", "conll", "{big}"],
+    "ner-dictmatch": ["--dict", "{dict}", "{big}"],
+}
+
+
+@pytest.mark.parametrize("prog", sorted(HEAD_RUNS))
+def test_head_ends_quietly(prog, inputs, tmp_path):
+    big = tmp_path / "big.jsonl"
+    line = inputs.first_line("records")
+    big.write_text(line * 20000)
+    args = [a.format(big=big, dict=inputs.dict_tsv) for a in HEAD_RUNS[prog]]
+    cmd = f"{shlex.join([prog, *args])} | head -1; echo \"rc=${{PIPESTATUS[0]}}\""
+    proc = subprocess.run(cmd, shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    first, status = proc.stdout.splitlines()[0], proc.stdout.splitlines()[-1]
+    assert first.strip() and status == "rc=0", (proc.stdout[-300:], proc.stderr)
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+
+
+SIGINT_RUNS = {
+    "ner-validate": [],
+    "ner-spans": [],
+    "ner-pseudo": ["--top-k", "1"],
+    "ner-dictmatch": ["--dict", "{dict}"],
+}
+
+
+@pytest.mark.parametrize("prog", sorted(SIGINT_RUNS))
+def test_ctrl_c_exits_130_quietly_and_leaves_no_temp_files(prog, inputs, tmp_path):
+    work, scratch = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    scratch.mkdir()
+    out = work / "out.jsonl"
+    out.write_text("sentinel\n")
+    args = [a.format(dict=inputs.dict_tsv) for a in SIGINT_RUNS[prog]]
+    line = inputs.first_line("scored" if prog == "ner-pseudo" else "records")
+    proc = subprocess.Popen([prog, *args, "-", "-o", str(out)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(TMPDIR=str(scratch)),
+                            preexec_fn=_default_sigint)
+    try:
+        proc.stdin.write(line.encode() * 3)
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while len(listing(work)) < 2:  # the temporary output file: the command is at work
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command never opened its output"
+            time.sleep(0.05)
+        time.sleep(0.3)  # now blocked reading the open pipe
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)  # (stdin stays open: no end of input races the signal)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for fh in (proc.stdin, proc.stdout, proc.stderr):
+            fh.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.endswith(f"{prog}: interrupted\n"), err
+    assert err.count("interrupted") == 1
+    assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
+    assert listing(scratch) == []  # ner-pseudo's stdin spool is gone too
+
+
+def test_ctrl_c_between_the_last_line_and_the_commit_leaves_no_temp_file(inputs, tmp_path, monkeypatch):
+    """A Ctrl-C can land at the entry of the writer's __exit__, where no clean-up of the
+    writer runs (seen with a real SIGINT racing the end of input): the command still
+    removes the temporary file and exits 130."""
+    import nertools.core.jsonl
+
+    def interrupted_close(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nertools.core.jsonl.RecordWriter, "close", interrupted_close)
+    out = tmp_path / "out.jsonl"
+    out.write_text("sentinel\n")
+    result = invoke("ner-validate", [str(inputs.records), "-o", str(out)])
+    assert result.exit_code == 130 and result.stderr == "ner-validate: interrupted\n"
+    assert out.read_text() == "sentinel\n" and listing(tmp_path) == ["out.jsonl"]
