@@ -22,6 +22,7 @@ import copy
 import importlib
 import importlib.util
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,9 +223,9 @@ class LoadedLM:
 # --------------------------------------------------------------------------------------
 
 #: What a failed load raises inside transformers: a missing or broken file or folder, an
-#: unknown architecture, a config without a needed key, a missing optional package (``gguf``).
-#: Anything else is a bug and keeps its traceback.
-LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError)
+#: unknown architecture, a config without a needed key, a missing optional package (``gguf``),
+#: a truncated GGUF file (``struct.error``). Anything else is a bug and keeps its traceback.
+LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError, struct.error)
 
 
 def load_error(subject: str, error: BaseException) -> NertoolsError:
