@@ -228,3 +228,35 @@ def test_both_scorers_validate_candidates_the_same_way(causal_lm, tokenizer):
             list(sc.score_records([copy.deepcopy(shifted)]))
         with pytest.raises(DataError, match="needs integer"):
             list(sc.score_records([copy.deepcopy(wrong_type)]))
+
+
+def test_a_model_with_the_old_cache_argument_keeps_it(causal_lm):
+    """transformers before the rename: the base model takes and returns ``past_key_values``."""
+    import copy
+
+    from transformers import LlamaModel
+
+    from nertools.xner.causal import CausalDivergenceScorer
+
+    class Out(dict):  # an output that knows only the old name
+        __getattr__ = dict.__getitem__
+
+    class OldStyle(LlamaModel):
+        def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                    use_cache=None):
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                  cache=past_key_values, use_cache=use_cache)
+            return Out(last_hidden_state=out.last_hidden_state, past_key_values=out.cache)
+
+    old = copy.deepcopy(causal_lm.model)
+    old.model.__class__ = OldStyle
+    old_lm = M.LoadedLM(model=old, tokenizer=causal_lm.tokenizer, kind=M.CAUSAL, device=causal_lm.device,
+                        dtype=causal_lm.dtype, name="old-style")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        sc = CausalDivergenceScorer(old_lm, _seeds(), rows="all", progress=False)
+        got = [c["scores"] for r in sc.score_records(_records()) for c in r["candidates"]]
+    assert sc._cache_arg == "past_key_values"
+    new = CausalDivergenceScorer(causal_lm, _seeds(), rows="all", progress=False)
+    assert new._cache_arg == "cache"
+    assert got == [c["scores"] for r in new.score_records(_records()) for c in r["candidates"]]

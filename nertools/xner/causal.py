@@ -59,6 +59,7 @@ row's KL per label) and ``extra_temperatures`` (more temperatures for ``row_deta
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from bisect import bisect_left
@@ -219,6 +220,10 @@ class CausalDivergenceScorer:
         self.kv_cache = kv_cache
         self.row_details = row_details
         self.base = getattr(self.model, self.model.base_model_prefix)
+        # the key/value cache argument: `cache` since transformers 5 renamed it (the old name,
+        # `past_key_values`, warns and goes away in 5.40); a model that still has the old one keeps it
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_arg = "cache" if "cache" in params or "past_key_values" not in params else "past_key_values"
         self.head = self.model.get_output_embeddings()
         cfg = self.model.config.get_text_config()
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
@@ -310,11 +315,17 @@ class CausalDivergenceScorer:
         return p.double(), (p * lp).double().sum(-1)
 
     def _forward(self, ids, mask, positions=None, cache=None, use_cache=False):
-        # transformers 5 names the key/value cache `cache` (in and out); `past_key_values` is deprecated
+        kv = {self._cache_arg: cache} if cache is not None else {}
         out = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        cache=cache, use_cache=use_cache or cache is not None)
+                        use_cache=use_cache or cache is not None, **kv)
         self.stats["forward_tokens"] += int(ids.numel())
         return out
+
+    @staticmethod
+    def _returned_cache(out):
+        """The key/value cache a forward pass returned (``cache``; ``past_key_values`` before
+        transformers 5 renamed it)."""
+        return out["cache"] if "cache" in out else out["past_key_values"]
 
     def _pad(self, seqs: list[list[int]]):
         # pad id 0: padded positions come after every real token and are masked out
@@ -331,7 +342,7 @@ class CausalDivergenceScorer:
         out = self._forward(ids, mask, use_cache=want)
         kv = None
         if want:
-            kv = [(layer.keys, layer.values) for layer in out.cache.layers]
+            kv = [(layer.keys, layer.values) for layer in self._returned_cache(out).layers]
         return out.last_hidden_state, kv
 
     def _use_kv(self, prefix_len: int, cont_len: int) -> bool:
