@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,12 +52,18 @@ from nertools.errors import DataError, NertoolsError
 from nertools.core.jsonl import ErrorPolicy, display_name, read_jsonl
 from nertools.core.record import normalize_record
 from nertools.gener.questions import Question
+from nertools.runtime.batching import pack_by_token_budget
+from nertools.runtime.progress import NoProgress
+from nertools.runtime.progress import progress as show_progress  # build_index has a `progress` flag
 
 INDEX_FORMAT = "nertools-phrase-index"
 INDEX_VERSION = 1
 MANIFEST = "manifest.json"
 SPAN_REPRS = ("mean", "start-end")
 DEFAULT_MODEL = "all-minilm-l6-v2"
+#: Records read ahead while indexing, in batches: a pool of this many batches is sorted by
+#: length before it is cut into batches (less padding), then stored in corpus order.
+POOL_BATCHES = 8
 
 
 # --------------------------------------------------------------------------- encoder
@@ -160,19 +165,13 @@ class Encoder:
 
 def load_encoder(name: str, *, device: str = "auto", dtype: str = "auto",
                  max_length: int = 128) -> Encoder:
-    """Any Hugging Face encoder (name, local folder or alias such as ``all-minilm-l6-v2``)."""
-    from transformers import AutoModel, AutoTokenizer
+    """Any Hugging Face encoder (name, local folder or alias such as ``all-minilm-l6-v2``; a GGUF
+    file gives its language model's base model), through :func:`nertools.runtime.models.load_pretrained`."""
+    from nertools.runtime.models import ENCODER, load_pretrained, resolve_device, resolve_dtype
 
-    from nertools.runtime.models import resolve_device, resolve_dtype, resolve_model_path
-
-    path = resolve_model_path(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, dtype=dt)
-    except (OSError, ValueError, ImportError) as e:
-        raise NertoolsError(f"cannot load encoder {name!r}: {str(e).splitlines()[0]}") from None
+    model, tokenizer = load_pretrained(name, ENCODER, dtype=dt, subject=f"encoder {name!r}")
     if not getattr(tokenizer, "is_fast", False):
         raise NertoolsError(f"encoder {name!r} needs a fast tokenizer (word alignment)")
     model.to(dev)
@@ -340,19 +339,17 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
         new_shards.append({"vectors": vname, "spans": sname, "rows": shard_rows})
         shard_vecs, shard_meta, shard_rows = [], [], 0
 
-    progress_bar = _progress(total=max(fp["lines"] - skip_lines, 0) or None, desc="ner-retrieve index",
-                             unit="sent", enabled=progress)
+    progress_bar = show_progress(total=max(fp["lines"] - skip_lines, 0) or None, desc="ner-retrieve index",
+                                 unit="sent", enabled=progress)
     pool: list[dict] = []
-    pool_size = batch_size * 8
+    pool_size = batch_size * POOL_BATCHES
 
     def run_pool():
         """Encode the pooled records in length-sorted batches (less padding), then store
         them in corpus order."""
         nonlocal n_sent, n_new_sent, n_new_rows, shard_rows, dim, pos
         words = [[t["text"] for t in r["tokens"]] for r in pool]
-        order = sorted(range(len(pool)), key=lambda k: len(words[k]))
-        for start in range(0, len(order), batch_size):
-            ids = order[start:start + batch_size]
+        for ids in pack_by_token_budget([len(w) for w in words], None, max_rows=batch_size):
             bw = [words[k] for k in ids]
             vecs, meta = encoder.encode_spans(bw, [candidate_ranges(rules, w) for w in bw],
                                               settings.span_repr, settings.context_weight)
@@ -417,20 +414,12 @@ def _expected_end(path: Path, offsets: list) -> int:
         return int(offsets[-1]) + len(fh.readline())
 
 
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+# the names of 0.1 (nertools.retrieve re-exports them)
+_NoProgress = NoProgress
 
 
 def _progress(total, desc, unit, enabled):
-    if not enabled:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=1.0)
+    return show_progress(total=total, desc=desc, unit=unit, enabled=enabled)
 
 
 # --------------------------------------------------------------------------- the index on disk

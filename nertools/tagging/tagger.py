@@ -10,10 +10,12 @@ The pieces, from records to spans and back:
   windows of whole words; every word is *owned* by the window where it has the most context
   on both sides, and its prediction is taken from there. Nothing is truncated (a single
   word longer than a whole window keeps only its first pieces: only the first one is tagged).
-* :func:`token_batches` — windows grouped by length into batches under a token budget.
+* :func:`token_batches` — windows grouped by length into batches under a token budget
+  (:mod:`nertools.runtime.batching`).
 * :func:`load_token_classifier` — any Hugging Face encoder or decoder with a
-  token-classification head, including GGUF files (the causal LM is loaded and its base
-  weights are copied into a freshly built token-classification model).
+  token-classification head, including GGUF files (through
+  :func:`nertools.runtime.models.load_pretrained`: the de-quantised causal LM is cached, and its
+  base weights are copied into a freshly built token-classification model).
 * :class:`Tagger` — a model directory written by ``ner-selftrain`` (model + tokenizer +
   ``nertools.json``); :meth:`Tagger.tag` streams records and adds scored ``spans``.
 """
@@ -29,6 +31,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from nertools.errors import NertoolsError
+from nertools.runtime.batching import pack_by_token_budget, pad_batch
+from nertools.runtime.models import (TOKEN_CLASSIFIER, load_pretrained, model_window, prepare_tokenizer,  # noqa: F401
+                                     resolve_device, resolve_dtype)
+from nertools.runtime.progress import quiet_transformers
 
 #: Name of the metadata file of a model directory.
 META_FILE = "nertools.json"
@@ -279,21 +285,15 @@ def make_windows(record_index: int, pieces: list[list[int]], special: SpecialTok
     return windows
 
 
-def token_batches(windows: Sequence[Window], max_tokens: int, max_batch: int = 256) -> list[list[int]]:
+#: Most windows in one inference batch, however short they are.
+MAX_BATCH_ROWS = 256
+
+
+def token_batches(windows: Sequence[Window], max_tokens: int, max_batch: int = MAX_BATCH_ROWS) -> list[list[int]]:
     """Indices of ``windows`` grouped into batches of similar length, each with
-    ``batch size × longest window <= max_tokens`` (a window longer than the budget goes alone)."""
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-    batches, cur, longest = [], [], 0
-    for i in order:
-        n = len(windows[i])
-        if cur and (max(longest, n) * (len(cur) + 1) > max_tokens or len(cur) >= max_batch):
-            batches.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, n)
-    if cur:
-        batches.append(cur)
-    return batches
+    ``batch size × longest window <= max_tokens`` (a window longer than the budget goes alone);
+    see :func:`nertools.runtime.batching.pack_by_token_budget`."""
+    return pack_by_token_budget([len(w) for w in windows], max_tokens, max_rows=max_batch)
 
 
 def collate(windows: Sequence[Window], pad_id: int, with_labels: bool = False) -> dict:
@@ -301,15 +301,12 @@ def collate(windows: Sequence[Window], pad_id: int, with_labels: bool = False) -
     of first sub-tokens) and, for training, ``labels`` (-100 elsewhere) and ``weights``."""
     import torch
 
-    n = max(len(w) for w in windows)
-    ids = torch.full((len(windows), n), pad_id, dtype=torch.long)
-    att = torch.zeros((len(windows), n), dtype=torch.long)
+    ids, att = pad_batch([w.input_ids for w in windows], pad_id)
+    n = ids.shape[1]
     first = torch.zeros((len(windows), n), dtype=torch.bool)
     labels = torch.full((len(windows), n), IGNORE, dtype=torch.long)
     weights = torch.zeros((len(windows), n), dtype=torch.float)
     for i, w in enumerate(windows):
-        ids[i, :len(w)] = torch.tensor(w.input_ids)
-        att[i, :len(w)] = 1
         pos = torch.tensor(w.first_pos, dtype=torch.long)
         first[i, pos] = True
         if with_labels:
@@ -323,81 +320,23 @@ def collate(windows: Sequence[Window], pad_id: int, with_labels: bool = False) -
 
 
 # --------------------------------------------------------------------------- models
-
-
-def model_window(model, tokenizer, requested: int | None) -> int:
-    """The longest input the model takes: its position limit, the tokenizer's limit and
-    ``requested``, whichever is smallest."""
-    limits = [requested] if requested else []
-    pos = getattr(model.config, "max_position_embeddings", None)
-    if pos:
-        # RoBERTa-style models reserve padding_idx + 1 positions
-        limits.append(pos - (2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0))
-    tml = getattr(tokenizer, "model_max_length", None)
-    if tml and tml < 10**6:
-        limits.append(tml)
-    return min(limits) if limits else 512
-
-
-def quiet_transformers() -> None:
-    """Keep transformers' load reports (expected: a new head, an unused LM head) off stderr."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def prepare_tokenizer(tokenizer) -> None:
-    """Give a tokenizer without a padding token (decoder models) one: EOS, else UNK."""
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
-        elif tokenizer.unk_token is not None:
-            tokenizer.pad_token = tokenizer.unk_token
+# model_window, prepare_tokenizer and quiet_transformers live in nertools.runtime (imported above)
 
 
 def load_token_classifier(name: str, scheme: LabelScheme, *, dtype=None):
     """``(model, tokenizer)`` with a fresh token-classification head for ``scheme``.
 
     ``name`` is a Hugging Face name, a folder, a GGUF file or an alias of
-    :data:`nertools.runtime.models.ALIASES`. transformers cannot build a token-classification model
-    from a GGUF file directly, so for GGUF the causal LM is loaded, a token-classification
-    model is built from its config, and the base model's weights are copied over.
+    :data:`nertools.runtime.models.ALIASES` (see :func:`nertools.runtime.models.load_pretrained`:
+    a GGUF file's de-quantised language model is cached, its base weights are copied into a
+    freshly built token-classification model).
     """
-    import torch
-    from transformers import (AutoModelForCausalLM, AutoModelForTokenClassification,
-                              AutoTokenizer)
-
-    from nertools.runtime.models import resolve_model_path, split_gguf
-
     quiet_transformers()
-    path = resolve_model_path(name)
-    gg = split_gguf(path)
     tags = scheme.tags
     head = {"num_labels": len(tags), "id2label": dict(enumerate(tags)),
             "label2id": {t: i for i, t in enumerate(tags)}}
-    try:
-        if gg:
-            folder, fname = gg
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-            causal = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
-            config = causal.config
-            for k, v in head.items():
-                setattr(config, k, v)
-            config.architectures = None
-            model = AutoModelForTokenClassification.from_config(config)
-            prefix = model.base_model_prefix
-            missing, unexpected = getattr(model, prefix).load_state_dict(
-                getattr(causal, prefix).state_dict(), strict=False)
-            if missing:
-                raise NertoolsError(f"cannot copy the base weights of {name!r}: missing {missing[:3]}")
-            del causal
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForTokenClassification.from_pretrained(path, **head)
-    except (OSError, ValueError, KeyError, ImportError) as e:
-        raise NertoolsError(f"cannot load model {name!r} for token classification: "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    model, tokenizer = load_pretrained(name, TOKEN_CLASSIFIER, subject=f"model {name!r} for token classification",
+                                       **head)
     prepare_tokenizer(tokenizer)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -507,18 +446,10 @@ class Tagger:
         cast the weights (on CPU, bfloat16 is the one that helps)."""
         meta = read_meta(path)  # before importing torch: a wrong path fails fast
 
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-        from nertools.runtime.models import resolve_device, resolve_dtype
-
         quiet_transformers()
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModelForTokenClassification.from_pretrained(str(path), dtype=dt)
-        except (OSError, ValueError) as e:
-            raise NertoolsError(f"cannot load tagger {path}: {str(e).splitlines()[0]}") from None
+        model, tokenizer = load_pretrained(str(path), TOKEN_CLASSIFIER, dtype=dt, subject=f"tagger {path}")
         prepare_tokenizer(tokenizer)
         model.to(dev)
         model.eval()

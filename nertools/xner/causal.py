@@ -59,9 +59,9 @@ row's KL per label) and ``extra_temperatures`` (more temperatures for ``row_deta
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-import sys
 from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -70,7 +70,11 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from nertools.errors import DataError, NertoolsError
+from nertools.runtime import MEMO_SIZE
+from nertools.runtime.batching import pack_by_token_budget, pack_stream, pad_batch
 from nertools.runtime.models import CAUSAL, LoadedLM
+from nertools.runtime.progress import progress
+from nertools.xner.masked import check_candidates
 from nertools.xner.seeds import Seed
 
 METHODS = ("2way", "1way", "cosine", "prompt")
@@ -79,6 +83,14 @@ ROWS = ("next", "all")
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_TEMPLATE = "[SEED] is a/an [LABEL] name"
 DEFAULT_PROMPT_TEMPLATE = "[SENTENCE], [SPAN] is a/an [LABEL]"
+
+#: Positions a sentence must leave free below the model's position limit, for what runs after
+#: it: the seed, its right context, the prompt. A fixed allowance, not computed from the
+#: templates (a longer continuation still fails in the model).
+POSITION_HEADROOM = 32
+#: Floats of LM-head output per row chunk (``head_rows`` default: this / vocabulary size), so a
+#: 262k-word vocabulary needs no more than a few hundred MB at a time.
+HEAD_CHUNK_FLOATS = 1 << 24
 
 _ARTICLE = re.compile(r"\ba/an(\s+)(\S)")
 
@@ -208,11 +220,15 @@ class CausalDivergenceScorer:
         self.kv_cache = kv_cache
         self.row_details = row_details
         self.base = getattr(self.model, self.model.base_model_prefix)
+        # the key/value cache argument: `cache` since transformers 5 renamed it (the old name,
+        # `past_key_values`, warns and goes away in 5.40); a model that still has the old one keeps it
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_arg = "cache" if "cache" in params or "past_key_values" not in params else "past_key_values"
         self.head = self.model.get_output_embeddings()
         cfg = self.model.config.get_text_config()
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
         self.vocab = self.head.weight.shape[0]
-        self.head_rows = head_rows or max(8, (1 << 24) // self.vocab)
+        self.head_rows = head_rows or max(8, HEAD_CHUNK_FLOATS // self.vocab)
         # the KV-cache path needs every key inside a sliding-attention window
         self.window = getattr(cfg, "sliding_window", None) or 0
         self.max_positions = getattr(cfg, "max_position_embeddings", None) or 1 << 30
@@ -247,7 +263,7 @@ class CausalDivergenceScorer:
         if ids is None:
             ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
             self._piece_cache[text] = ids
-            if len(self._piece_cache) > 200_000:
+            if len(self._piece_cache) > MEMO_SIZE:
                 self._piece_cache.popitem(last=False)
         return ids
 
@@ -255,15 +271,8 @@ class CausalDivergenceScorer:
         tokens = record.get("tokens")
         if not isinstance(tokens, list) or not tokens:
             raise DataError(f"record {record.get('id')!r} has no tokens (run ner-spans / ner-validate first)")
-        cands = record.get("candidates") or []
-        if not isinstance(cands, list):
-            raise DataError(f"record {record.get('id')!r}: 'candidates' must be a list")
-        ntok = len(tokens)
-        for c in cands:
-            ts, te = (c.get("token_start"), c.get("token_end")) if isinstance(c, dict) else (None, None)
-            if not (isinstance(ts, int) and isinstance(te, int) and 0 <= ts <= te < ntok):
-                raise DataError(f"record {record.get('id')!r}: candidate {c!r} has token indices out of "
-                                f"range ({ntok} tokens; token_end is inclusive)")
+        check_candidates(record)
+        cands = record["candidates"]
         ids = list(self.start_ids)
         wstart, wend, spaced = [], [], []
         for k, t in enumerate(tokens):
@@ -275,7 +284,7 @@ class CausalDivergenceScorer:
             ids.extend(piece)
             wend.append(len(ids))
             spaced.append(sp)
-        if len(ids) + 32 > self.max_positions:
+        if len(ids) + POSITION_HEADROOM > self.max_positions:
             raise DataError(f"record {record.get('id')!r} is too long for the model ({len(ids)} tokens)")
         return _Sentence(record, ids, wstart, wend, cands, spaced)
 
@@ -306,20 +315,21 @@ class CausalDivergenceScorer:
         return p.double(), (p * lp).double().sum(-1)
 
     def _forward(self, ids, mask, positions=None, cache=None, use_cache=False):
+        kv = {self._cache_arg: cache} if cache is not None else {}
         out = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        past_key_values=cache, use_cache=use_cache or cache is not None)
+                        use_cache=use_cache or cache is not None, **kv)
         self.stats["forward_tokens"] += int(ids.numel())
         return out
 
+    @staticmethod
+    def _returned_cache(out):
+        """The key/value cache a forward pass returned (``cache``; ``past_key_values`` before
+        transformers 5 renamed it)."""
+        return out["cache"] if "cache" in out else out["past_key_values"]
+
     def _pad(self, seqs: list[list[int]]):
-        torch = self.torch
-        width = max(len(s) for s in seqs)
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, :len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        # pad id 0: padded positions come after every real token and are masked out
+        return pad_batch(seqs, 0, device=self.device)
 
     def _run_sentences(self, sents: list[_Sentence], cont_len: int):
         """One padded forward over the chunk's sentences: hidden states and the key/value
@@ -332,7 +342,7 @@ class CausalDivergenceScorer:
         out = self._forward(ids, mask, use_cache=want)
         kv = None
         if want:
-            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            kv = [(layer.keys, layer.values) for layer in self._returned_cache(out).layers]
         return out.last_hidden_state, kv
 
     def _use_kv(self, prefix_len: int, cont_len: int) -> bool:
@@ -347,23 +357,13 @@ class CausalDivergenceScorer:
         cached positions of its sentence (other cached positions are masked out) and only its
         continuation is computed; without, the prefix is recomputed (reference path).
         """
-        torch = self.torch
         if not jobs:
             return
+        # a batch's width: the continuations (KV path) or prefix + continuation (recomputed)
+        widths = [len(j.cont) if kv is not None else j.prefix + len(j.cont) for j in jobs]
         order = sorted(range(len(jobs)), key=lambda k: (len(jobs[k].cont), jobs[k].prefix))
-        batch: list[_Job] = []
-        width = 0
-        for k in order:
-            job = jobs[k]
-            cost_w = len(job.cont) if kv is not None else job.prefix + len(job.cont)
-            new_w = max(width, cost_w)
-            if batch and new_w * (len(batch) + 1) > self.batch_tokens:
-                self._run_job_batch(batch, sents, kv)
-                batch, new_w = [], cost_w
-            batch.append(job)
-            width = new_w
-        if batch:
-            self._run_job_batch(batch, sents, kv)
+        for batch in pack_by_token_budget(widths, self.batch_tokens, order=order):
+            self._run_job_batch([jobs[k] for k in batch], sents, kv)
 
     def _run_job_batch(self, batch: list[_Job], sents: list[_Sentence], kv) -> None:
         torch = self.torch
@@ -411,20 +411,12 @@ class CausalDivergenceScorer:
         """Hidden rows (entity's last token .. template end) for (entity, label) pairs."""
         out: list[Any] = [None] * len(items)
         prepared = [self._template_seqs(e, l) for e, l in items]
-        order = sorted(range(len(items)), key=lambda k: len(prepared[k][0]))
-        start = 0
-        while start < len(order):
-            width = len(prepared[order[start]][0])
-            end = start + 1
-            while end < len(order) and len(prepared[order[end]][0]) * (end - start + 1) <= self.batch_tokens:
-                end += 1
-            part = order[start:end]
+        for part in pack_by_token_budget([len(p[0]) for p in prepared], self.batch_tokens):
             ids, mask = self._pad([prepared[k][0] for k in part])
             hidden = self._forward(ids, mask).last_hidden_state
             for r, k in enumerate(part):
                 seq, first = prepared[k]
                 out[k] = hidden[r, first:len(seq)]
-            start = end
         return out
 
     def _seed_templates(self) -> list[list[Any]]:
@@ -578,7 +570,7 @@ class CausalDivergenceScorer:
         jobs = []
         for si, s in enumerate(sents):
             for ci, c in enumerate(s.cands):
-                span = s.record["text"][c["start"]:c["end"]] if "start" in c else c.get("text", "")
+                span = self._span_text(s, c)
                 for l, seed in enumerate(self.seeds):
                     text = resolve_articles(rest.replace("[SPAN]", span).replace("[LABEL]", seed.label_word))
                     head, _, tail = text.rpartition(seed.label_word)
@@ -646,9 +638,7 @@ class CausalDivergenceScorer:
 
     @staticmethod
     def _span_text(s: _Sentence, c: dict) -> str:
-        if "start" in c and "end" in c:
-            return s.record["text"][c["start"]:c["end"]]
-        return " ".join(t["text"] for t in s.record["tokens"][c["token_start"]:c["token_end"] + 1])
+        return s.record["text"][c["start"]:c["end"]]  # offsets checked by check_candidates
 
     def _finish(self, s: _Sentence) -> dict:
         for ci, c in enumerate(s.cands):
@@ -665,32 +655,16 @@ class CausalDivergenceScorer:
 
     def score_records(self, records: Iterable[dict]) -> Iterator[dict]:
         """Yield ``records`` in order with per-label ``scores`` on every candidate."""
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(unit="span", file=sys.stderr, desc="divscore", dynamic_ncols=True)
-        chunk: list[_Sentence] = []
-        try:
-            for rec in records:
-                s = self._prepare(rec)
-                width = max([len(x.ids) for x in chunk] + [len(s.ids)])
-                if chunk and width * (len(chunk) + 1) > self.batch_tokens:
-                    yield from self._flush(chunk, bar)
-                    chunk = []
-                chunk.append(s)
-            if chunk:
+        with progress(unit="span", desc="divscore", enabled=self.progress) as bar:
+            sentences = (self._prepare(rec) for rec in records)
+            for chunk in pack_stream(sentences, self.batch_tokens, length=lambda s: len(s.ids)):
                 yield from self._flush(chunk, bar)
-        finally:
-            if bar is not None:
-                bar.close()
 
     def _flush(self, chunk: list[_Sentence], bar) -> Iterator[dict]:
         self._score_chunk(chunk)
         spans = sum(len(s.cands) for s in chunk)
         self.stats["spans"] += spans
         self.stats["records"] += len(chunk)
-        if bar is not None:
-            bar.update(spans)
+        bar.update(spans)
         for s in chunk:
             yield self._finish(s)

@@ -46,22 +46,31 @@ How the engine is fast while computing the same numbers as the released code:
 
 from __future__ import annotations
 
-import math
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 from nertools.errors import DataError, NertoolsError
+from nertools.runtime import MEMO_SIZE
+from nertools.runtime.batching import PADDING_MIN_ROWS, pack_by_token_budget, pad_batch
+from nertools.runtime.models import max_positions
+from nertools.runtime.progress import progress
 from nertools.xner.seeds import Seed
 
 METHODS = ("2way", "1way", "cosine", "prompt", "official")
-MLM_METHODS = METHODS
 CONTEXTS = ("neighbours", "full")
 
 TEMPLATE_2WAY = "The [LABEL]: [SEED]"
 TEMPLATE_OFFICIAL = "The [LABEL] name: [SEED]"
 TEMPLATE_PROMPT = "[SENTENCE], [SPAN] is [A] [MASK] entity."
+
+#: Records are scored in chunks of about this many sentence tokens (``chunk_tokens``): big enough
+#: that many sentences share the forward batches, small enough that output streams.
+DEFAULT_CHUNK_TOKENS = 1024
+#: Chunk sizing counts a record as its words, plus this many for the special tokens a masked LM
+#: adds (``<s>``/``</s>``, ``[CLS]``/``[SEP]``), plus one per candidate. A size estimate only: the
+#: real token counts decide the batches.
+CHUNK_SPECIAL_TOKENS = 2
 
 #: Default template per method (``None``: the method uses no template).
 DEFAULT_TEMPLATES = {"2way": TEMPLATE_2WAY, "official": TEMPLATE_OFFICIAL, "prompt": TEMPLATE_PROMPT,
@@ -162,7 +171,7 @@ class RowRunner:
     max_length: int | None = None
     out_dtype: object = None  # dtype of the returned logits/hidden states (default float32)
     max_padding: float = 0.1  # see batches()
-    min_rows_per_batch: int = 16
+    min_rows_per_batch: int = PADDING_MIN_ROWS
     rows_run: int = 0
     tokens_run: int = 0  # rows x padded width
     real_tokens_run: int = 0  # without padding
@@ -178,40 +187,20 @@ class RowRunner:
 
         A batch also ends (once it has ``min_rows_per_batch`` rows) where the next row is more
         than ``max_padding`` longer than its shortest row, so that few padded positions are
-        computed (measured on the X-NER timing workload: 17% padding -> 4%)."""
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        batch: list[int] = []
-        shortest = longest = 0
-        for i in order:
-            ln = lengths[i]
-            if batch and (max(longest, ln) * (len(batch) + 1) > self.batch_tokens
-                          or (len(batch) >= self.min_rows_per_batch
-                              and ln - shortest > self.max_padding * ln)):
-                yield batch
-                batch, longest = [], 0
-            if not batch:
-                shortest = ln
-            batch.append(i)
-            longest = max(longest, ln)
-        if batch:
-            yield batch
+        computed (measured on the X-NER timing workload: 17% padding -> 4%); see
+        :mod:`nertools.runtime.batching`."""
+        yield from pack_by_token_budget(lengths, self.batch_tokens, max_padding=self.max_padding,
+                                        padding_min_rows=self.min_rows_per_batch)
 
     def _tensors(self, seqs: Sequence[Sequence[int]]):
-        import torch
-
         width = max(len(s) for s in seqs)
         if self.max_length and width > self.max_length:
             raise DataError(f"a model input has {width} tokens, more than the model's {self.max_length}; "
                             "cap sentence length with `ner-spans --max-tokens`")
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        att = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
-            att[r, :len(s)] = 1
         self.rows_run += len(seqs)
         self.tokens_run += len(seqs) * width
         self.real_tokens_run += sum(len(s) for s in seqs)
-        return ids.to(self.device), att.to(self.device)
+        return pad_batch(seqs, self.pad_id, device=self.device)
 
     def logits_at(self, seqs: Sequence[Sequence[int]], positions: Sequence[int]):
         """float32 logits ``[len(seqs), vocab]`` at one position per row (one forward pass)."""
@@ -287,7 +276,7 @@ class MaskedDivergenceScorer:
 
     def __init__(self, lm, seeds: list[Seed], *, method: str = "2way", template: str | None = None,
                  temperature: float = 2.0, context: str = "neighbours", batch_tokens: int = 8192,
-                 chunk_tokens: int = 1024, cache_size: int = 200_000, kl_dtype: str | None = None,
+                 chunk_tokens: int = DEFAULT_CHUNK_TOKENS, cache_size: int = MEMO_SIZE, kl_dtype: str | None = None,
                  progress: bool = False):
         import torch
 
@@ -315,9 +304,7 @@ class MaskedDivergenceScorer:
         self.chunk_tokens = chunk_tokens
         self.mask_id = tok.mask_token_id
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        max_len = getattr(lm.model.config, "max_position_embeddings", None)
-        if getattr(lm.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            max_len = max_len - 2 if max_len else None  # RoBERTa's positions start at pad+1
+        max_len = max_positions(lm.model.config)
         kl_dtype = kl_dtype or ("float64" if method == "official" else "float32")
         if kl_dtype not in ("float32", "float64"):
             raise NertoolsError(f"kl_dtype must be float32 or float64, not {kl_dtype!r}")
@@ -379,29 +366,20 @@ class MaskedDivergenceScorer:
 
     def score_records(self, records: Iterable[dict]) -> Iterator[dict]:
         """Yield each record with per-label ``scores`` on every candidate, in input order."""
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(unit="span", file=sys.stderr, desc="ner-divscore", dynamic_ncols=True)
-        try:
+        with progress(unit="span", desc="ner-divscore", enabled=self.progress) as bar:
             for chunk in self._chunks(records):
                 self._score_chunk(chunk)
                 n = sum(len(r["candidates"]) for r in chunk)
                 self.spans_scored += n
-                if bar is not None:
-                    bar.update(n)
+                bar.update(n)
                 yield from chunk
-        finally:
-            if bar is not None:
-                bar.close()
 
     def _chunks(self, records: Iterable[dict]) -> Iterator[list[dict]]:
         chunk, size = [], 0
         for rec in records:
             check_candidates(rec)
             chunk.append(rec)
-            size += len(rec["tokens"]) + 2 + len(rec["candidates"])
+            size += len(rec["tokens"]) + CHUNK_SPECIAL_TOKENS + len(rec["candidates"])
             if size >= self.chunk_tokens:
                 yield chunk
                 chunk, size = [], 0
@@ -636,6 +614,3 @@ def check_candidates(rec: dict) -> None:
         if rec["tokens"][ts]["start"] != s or rec["tokens"][te]["end"] != e:
             raise DataError(f"record {rid!r}: candidate {i} character and token offsets disagree")
 
-
-def finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
