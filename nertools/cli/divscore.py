@@ -6,7 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import model_option, model_runtime_options, quiet_option
+from nertools.cli.options import count_type, model_option, model_runtime_options, quiet_option
 from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_records
 from nertools.core.labels import parse_key_values
 from nertools.runtime.models import CAUSAL, MASKED
@@ -56,7 +56,7 @@ Examples:
 @click.option("--start-token", default="auto", show_default=True,
               help="Causal LMs: the token put before every sequence. auto = the tokenizer's own "
                    "leading special tokens, else <|endoftext|>, else BOS, else EOS; '' = none.")
-@click.option("--batch-tokens", type=click.IntRange(min=16), default=None,
+@click.option("--batch-tokens", type=count_type(16), default=None,
               help=f"Token budget of one forward pass (rows x padded length) "
                    f"[default: {scorer_default(MASKED, 'batch_tokens')} masked, "
                    f"{scorer_default(CAUSAL, 'batch_tokens')} causal].")

@@ -114,3 +114,43 @@ def add_candidates(records: Iterable[dict], rules: SpanRules, stats: SpanStats |
             stats.capped += 1
         rec["candidates"] = cands
         yield rec
+
+
+def _is_index(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_candidates(rec: dict, *, required: bool = True) -> None:
+    """A canonical record's ``candidates`` must be a list of objects with integer
+    ``start``/``end``/``token_start``/``token_end`` inside the record that agree with its
+    tokens (what ``ner-spans`` writes). Raises :class:`DataError` naming the record id and
+    the candidate; the reader adds file and line. ``required=False`` lets a record without
+    ``candidates`` through."""
+    cands = rec.get("candidates")
+    rid = rec.get("id")
+    if cands is None:
+        if not required:
+            return
+        raise DataError(f"record {rid!r} has no 'candidates'; run ner-spans first "
+                        "(ner-spans corpus.jsonl | ner-divscore ...)")
+    if not isinstance(cands, list):
+        raise DataError(f"record {rid!r}: 'candidates' must be a list, not {type(cands).__name__}")
+    tokens = rec["tokens"]
+    ntok, nchar = len(tokens), len(rec["text"])
+    for i, c in enumerate(cands):
+        if not isinstance(c, dict):
+            raise DataError(f"record {rid!r}: candidate {i} is not an object")
+        values = {k: c.get(k) for k in ("start", "end", "token_start", "token_end")}
+        bad = [k for k, v in values.items() if not _is_index(v)]
+        if bad:
+            raise DataError(f"record {rid!r}: candidate {i} needs integer start/end/token_start/token_end "
+                            f"({', '.join(bad)} missing or not an integer)")
+        s, e, ts, te = values["start"], values["end"], values["token_start"], values["token_end"]
+        if not (0 <= s < e <= nchar):
+            raise DataError(f"record {rid!r}: candidate {i} [{s}, {e}) is out of range "
+                            f"(text length {nchar})")
+        if not (0 <= ts <= te < ntok):
+            raise DataError(f"record {rid!r}: candidate {i} tokens {ts}..{te} are out of range "
+                            f"({ntok} tokens; token_end is inclusive)")
+        if tokens[ts]["start"] != s or tokens[te]["end"] != e:
+            raise DataError(f"record {rid!r}: candidate {i} character and token offsets disagree")
