@@ -116,10 +116,6 @@ def add_candidates(records: Iterable[dict], rules: SpanRules, stats: SpanStats |
         yield rec
 
 
-def _is_index(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def check_candidates(rec: dict, *, required: bool = True) -> None:
     """A canonical record's ``candidates`` must be a list of objects with integer
     ``start``/``end``/``token_start``/``token_end`` inside the record that agree with its
@@ -138,14 +134,13 @@ def check_candidates(rec: dict, *, required: bool = True) -> None:
     tokens = rec["tokens"]
     ntok, nchar = len(tokens), len(rec["text"])
     for i, c in enumerate(cands):
-        if not isinstance(c, dict):
+        if type(c) is not dict:
             raise DataError(f"record {rid!r}: candidate {i} is not an object")
-        values = {k: c.get(k) for k in ("start", "end", "token_start", "token_end")}
-        bad = [k for k, v in values.items() if not _is_index(v)]
-        if bad:
+        s, e, ts, te = c.get("start"), c.get("end"), c.get("token_start"), c.get("token_end")
+        if not (type(s) is int and type(e) is int and type(ts) is int and type(te) is int):  # not bool
+            bad = [k for k in ("start", "end", "token_start", "token_end") if type(c.get(k)) is not int]
             raise DataError(f"record {rid!r}: candidate {i} needs integer start/end/token_start/token_end "
                             f"({', '.join(bad)} missing or not an integer)")
-        s, e, ts, te = values["start"], values["end"], values["token_start"], values["token_end"]
         if not (0 <= s < e <= nchar):
             raise DataError(f"record {rid!r}: candidate {i} [{s}, {e}) is out of range "
                             f"(text length {nchar})")

@@ -53,7 +53,7 @@ from typing import Iterable, Iterator, Sequence
 
 from nertools.errors import DataError, NertoolsError, UsageError
 from nertools.core.labels import parse_key_value
-from nertools.core.jsonl import ErrorPolicy, dumps, read_converted, read_jsonl
+from nertools.core.jsonl import ErrorPolicy, dumps, read_converted, read_jsonl, read_records
 from nertools.core.record import normalize_record
 from nertools.xner.candidates import check_candidates
 
@@ -131,11 +131,13 @@ class LabelNormalizer:
         return value
 
     @classmethod
-    def fit(cls, method: str, records: Iterable[dict], labels: Sequence[str] | None = None) -> "LabelNormalizer":
-        """Fit on the candidates' scores of ``records`` (raises DataError on missing scores)."""
+    def fit(cls, method: str, records: Iterable[dict], labels: Sequence[str] | None = None, *,
+            check: bool = True) -> "LabelNormalizer":
+        """Fit on the candidates' scores of ``records`` (raises DataError on missing scores;
+        ``check=False``: the records are checked already)."""
         values: dict[str, list[float]] = defaultdict(list)
         for rec in records:
-            for s in candidate_scores(rec, labels):
+            for s in candidate_scores(rec, labels, check=check):
                 for lab, v in s.items():
                     values[lab].append(float(v))
         return cls(method, values)
@@ -148,31 +150,39 @@ def check_scored_candidates(record: dict) -> None:
     with non-empty labels and finite numbers. Raises :class:`DataError` naming the record id
     and the candidate (the reader adds file and line)."""
     check_candidates(record, required=False)
-    rid = record.get("id")
     for k, c in enumerate(record.get("candidates") or ()):
         scores = c.get("scores")
+        if type(scores) is dict and scores:
+            for lab, v in scores.items():
+                if not ((type(v) is float or type(v) is int) and lab.strip() and math.isfinite(v)):
+                    _bad_score(record, k, lab, v)
+            continue
+        rid = record.get("id")
         if scores is None:
             raise DataError(f"record {rid!r}: candidate {k} has no 'scores' (run ner-divscore first)")
         if not isinstance(scores, dict):
             raise DataError(f"record {rid!r}: candidate {k}: 'scores' must be an object "
                             f"{{label: score}}, not {type(scores).__name__}")
-        if not scores:
-            raise DataError(f"record {rid!r}: candidate {k} has empty 'scores' (run ner-divscore first)")
-        for lab, v in scores.items():
-            if not lab.strip():
-                raise DataError(f"record {rid!r}: candidate {k} has a score for an empty label {lab!r}")
-            if v is None:
-                raise DataError(f"record {rid!r}: candidate {k}: the score for {lab!r} is null "
-                                f"(JSON has no NaN or infinity: the scorer wrote a non-finite score)")
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                raise DataError(f"record {rid!r}: candidate {k} has a non-numeric score for {lab!r}: {v!r}")
+        raise DataError(f"record {rid!r}: candidate {k} has empty 'scores' (run ner-divscore first)")
 
 
-def candidate_scores(record: dict, labels: Sequence[str] | None = None) -> list[dict[str, float]]:
+def _bad_score(record: dict, k: int, label: str, value) -> None:
+    rid = record.get("id")
+    if not label.strip():
+        raise DataError(f"record {rid!r}: candidate {k} has a score for an empty label {label!r}")
+    if value is None:
+        raise DataError(f"record {rid!r}: candidate {k}: the score for {label!r} is null "
+                        f"(JSON has no NaN or infinity: the scorer wrote a non-finite score)")
+    raise DataError(f"record {rid!r}: candidate {k} has a non-numeric score for {label!r}: {value!r}")
+
+
+def candidate_scores(record: dict, labels: Sequence[str] | None = None, *,
+                     check: bool = True) -> list[dict[str, float]]:
     """The per-label scores of each candidate (restricted to ``labels``; a candidate may then
     have none); DataError if the candidates or their scores are missing or invalid
-    (:func:`check_scored_candidates`)."""
-    check_scored_candidates(record)
+    (:func:`check_scored_candidates`; ``check=False``: the caller has checked the record)."""
+    if check:
+        check_scored_candidates(record)
     out = []
     for c in record.get("candidates") or ():
         scores = c["scores"]
@@ -245,14 +255,15 @@ def resolve_overlaps(cands: Sequence[dict], picks: list[tuple[int, str, float]])
     return sorted(taken, key=lambda p: p[0])
 
 
-def sentence_picks(record: dict, sel: Selection,
-                   normalizer: LabelNormalizer | None = None) -> list[tuple[int, str, float]]:
+def sentence_picks(record: dict, sel: Selection, normalizer: LabelNormalizer | None = None, *,
+                   check: bool = True) -> list[tuple[int, str, float]]:
     """``(candidate number, label, raw score)`` of a record's candidates that enter the ranking.
 
     ``normalizer`` (fitted on the corpus) decides the best label and the overlap order; without
-    one, raw scores do.
+    one, raw scores do. ``check=False``: the record is checked already
+    (:func:`check_scored_candidates`).
     """
-    scores = candidate_scores(record, sel.labels)
+    scores = candidate_scores(record, sel.labels, check=check)
     if sel.boundary_labels:
         scores = demote_partial_names(record, scores, sel.boundary_labels)
     keys = scores if normalizer is None else \
@@ -367,8 +378,13 @@ def pseudo_label(path: str, sel: Selection, *, emit_all: bool = False, keep_cand
     where = path if path != "-" else "<stdin>"
 
     def reread():
-        return spooled.records() if spooled is not None else \
-            read_scored(path, ErrorPolicy("skip"))
+        # a record skipped in the first pass is skipped again (record numbers must agree);
+        # when none was, every record is known to be good
+        if spooled is not None:
+            return spooled.records()
+        if policy.skipped:
+            return read_scored(path, ErrorPolicy("skip"))
+        return read_records(path, policy=ErrorPolicy("skip"))
 
     try:
         normalizer = None
@@ -380,14 +396,14 @@ def pseudo_label(path: str, sel: Selection, *, emit_all: bool = False, keep_cand
                         spooled.write(rec)
                     yield rec
             try:
-                normalizer = LabelNormalizer.fit(sel.normalize, spooling(first), sel.labels)
+                normalizer = LabelNormalizer.fit(sel.normalize, spooling(first), sel.labels, check=False)
             except DataError as e:
                 raise e.located(where, None) from None
             first = reread()
         picks: list[tuple[int, int, str, float]] = []
         for n, rec in enumerate(first):
             try:
-                kept = sentence_picks(rec, sel, normalizer)
+                kept = sentence_picks(rec, sel, normalizer, check=False)
             except DataError as e:
                 raise e.located(where, None) from None
             stats.records += 1
