@@ -302,3 +302,13 @@ def test_dict_out_written_when_stdout_closes_early(tmp_path, monkeypatch):
     assert r.exit_code == 0, (r.stderr, r.exception)
     assert out.exists(), r.stderr
     assert [x.split("\t")[:2] for x in out.read_text().splitlines()] == [["Paris", "LOC"], ["Berlin", "LOC"]]
+
+
+def test_pseudo_labels_without_scores_is_no_traceback():
+    """--labels naming a label no candidate has a score for: nothing to pick, no ValueError."""
+    from nertools.cli.pseudo import main as pseudo
+
+    r = invoke(pseudo, ["--top-k", "5", "--labels", "PER", "--all", "-"], line(GOOD) + line(
+        {**GOOD, "scores": {"LOC": 0.2, "PER": 0.3}}, rid="b"))
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert [[s["label"] for s in json.loads(x)["spans"]] for x in r.stdout.splitlines()] == [[], ["PER"]]
