@@ -312,3 +312,25 @@ def test_pseudo_labels_without_scores_is_no_traceback():
         {**GOOD, "scores": {"LOC": 0.2, "PER": 0.3}}, rid="b"))
     assert r.exit_code == 0, (r.stderr, r.exception)
     assert [[s["label"] for s in json.loads(x)["spans"]] for x in r.stdout.splitlines()] == [[], ["PER"]]
+
+
+TINY = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "xner-official" / "roberta-tiny-random"
+
+
+def test_divscore_bad_candidates_name_file_and_line_and_follow_on_error(tmp_path):
+    """D24/B9 for ner-divscore: the candidates are checked as the records are read."""
+    from nertools.cli.divscore import main as divscore
+
+    src = tmp_path / "c.jsonl"
+    src.write_text(line(GOOD, rid="ok") + line(bad(start=...), rid="bad")
+                   + json.dumps({"id": "none", "text": TEXT}) + "\n")
+    base = ["--model", str(TINY), "--device", "cpu", "--threads", "1", "--no-progress", "-q",
+            "--seed", "LOC=Paris", str(src)]
+    r = invoke(divscore, base)
+    assert r.exit_code == EXIT_DATA, r.stderr
+    err = one_line_error(r, "ner-divscore")
+    assert f"{src}:2: record 'bad': candidate 0 needs integer" in err, err
+    r = invoke(divscore, base + ["--on-error", "skip"])
+    assert r.exit_code == 0, r.stderr
+    assert [json.loads(x)["id"] for x in r.stdout.splitlines()] == ["ok"]
+    assert "skipped 2 bad record(s)" in r.stderr and f"{src}:2: " in r.stderr

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Iterable, Iterator
 
+from nertools.core.jsonl import ErrorPolicy, read_converted
+from nertools.core.record import normalize_record
 from nertools.errors import DataError
 
 #: Punctuation words the official code adds to the stop list.
@@ -149,3 +151,16 @@ def check_candidates(rec: dict, *, required: bool = True) -> None:
                             f"({ntok} tokens; token_end is inclusive)")
         if tokens[ts]["start"] != s or tokens[te]["end"] != e:
             raise DataError(f"record {rid!r}: candidate {i} character and token offsets disagree")
+
+
+def _record_with_candidates(obj, lineno: int) -> dict:
+    rec = normalize_record(obj, default_id=str(lineno))
+    check_candidates(rec)
+    return rec
+
+
+def read_candidates(path: str, policy: ErrorPolicy | None = None) -> Iterator[dict]:
+    """The records of ``path`` (``-`` = stdin) with their ``candidates`` checked
+    (:func:`check_candidates`), as ``ner-divscore`` reads them: a bad record is a
+    :class:`DataError` naming file and line, or is skipped, per ``policy``."""
+    return read_converted(path, _record_with_candidates, policy=policy)
