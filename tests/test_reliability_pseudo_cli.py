@@ -143,6 +143,7 @@ def test_top_percent_cli_small_input():
 # ------------------------------------------------------------------ counts and --threads
 def test_huge_counts_are_usage_errors(tmp_path):
     """D18 (ner-eval --k >= 2^64 was an orjson TypeError traceback) and the other counts."""
+    from nertools.cli.convert import main as convert
     from nertools.cli.evaluate import main as evaluate
     from nertools.cli.pseudo import main as pseudo
     from nertools.cli.spans import main as spans
@@ -156,6 +157,7 @@ def test_huge_counts_are_usage_errors(tmp_path):
         (evaluate, ["--ranked", "--json", "--gold", str(gold), "--pred", str(pred), "--k", huge], "--k"),
         (pseudo, ["--top-k", huge, str(pred)], "--top-k"),
         (spans, ["--max-tokens", huge, str(gold)], "--max-tokens"),
+        (convert, ["-f", "conll", "-t", "jsonl", "--token-col", huge, "-"], "--token-col"),
     ]
     for command, args, option in cases:
         r = invoke(command, args)

@@ -19,6 +19,8 @@ DTYPE_ALIASES = ("fp32", "bf16", "fp16")
 #: The largest count (``--k``, ``--top-k``, sizes, ...) a command accepts: beyond it a value
 #: is a usage error (exit 2), not an overflow deep inside a library.
 MAX_COUNT = 2**31 - 1
+#: The most columns a column option (``ner-convert --token-col``) may count, either way.
+MAX_COLUMNS = 1024
 #: The most CPU threads ``--threads`` accepts (more only makes the thread pools fail to start).
 MAX_THREADS = 1024
 
