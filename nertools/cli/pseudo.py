@@ -39,7 +39,8 @@ def _boundary_labels(value: str | None) -> tuple[str, ...]:
 @click.option("--top-k", type=count_type(), default=None, metavar="K",
               help="Keep the K best-scored spans per label, corpus-wide.")
 @click.option("--top-percent", type=click.FloatRange(0, 100, min_open=True), default=None, metavar="P",
-              help="Keep per label the best P% of all candidates of the corpus (PromptMine: 2).")
+              help="Keep per label the best P% of all candidates of the corpus (PromptMine: 2), "
+                   "rounded half up and at least one, as ner-eval --k-frac counts.")
 @labels_option(help="Only these labels (default: every label that has scores).")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="rank", show_default=True,
               help="How scores of different labels are compared when a candidate picks its best "

@@ -1,7 +1,9 @@
 """Pseudo labels from scored candidate spans (``ner-pseudo``, X-NER step 3).
 
 Input: records whose ``candidates`` carry ``"scores": {label: float}`` (``ner-divscore``;
-lower = more like the seed). Output: the same records with ``spans`` replaced by the pseudo
+lower = more like the seed). Candidates and scores are checked as the records are read
+(:func:`read_scored`): a bad record is a data error naming file and line, or is skipped per
+the :class:`~nertools.core.jsonl.ErrorPolicy`. Output: the same records with ``spans`` replaced by the pseudo
 labels ``{"start","end","token_start","token_end","label","score","source":"xner"}``.
 
 How a candidate becomes a pseudo span:
@@ -32,7 +34,7 @@ How a candidate becomes a pseudo span:
 4. **Corpus-wide selection per label** among the survivors: ``threshold`` (score < value;
    the paper: 0.15 for CoNLL/WNUT, 0.20 for Tweebank/Restaurant with its masked-LM scores),
    ``top_k`` (the K lowest scores) and ``top_percent`` (the lowest P% of *all* candidates of
-   the corpus, PromptMine: 2%). When several are given a span must pass all of them.
+   the corpus, PromptMine: 2%; rounded half up and at least one, :func:`top_percent_count`). When several are given a span must pass all of them.
 
 Ranking needs the whole corpus, but only ``(record number, candidate number, label, score)``
 tuples stay in memory: pass 1 reads the records and collects them, pass 2 re-reads the
