@@ -27,7 +27,7 @@ def test_bin_is_up_to_date():
 
 def test_format_page_comes_from_the_code():
     from nertools.errors import EXIT_DATA
-    from nertools.core.record import DEFAULT_TOKEN_PATTERN
+    from nertools.core.record import DEFAULT_TOKEN_SYNTAX
 
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -35,7 +35,7 @@ def test_format_page_comes_from_the_code():
     finally:
         sys.path.pop(0)
     page = generate_man.render_format_page(["ner-eval"])
-    assert generate_man.esc(DEFAULT_TOKEN_PATTERN.pattern) in page
+    assert generate_man.esc(DEFAULT_TOKEN_SYNTAX) in page
     assert f".B {EXIT_DATA}" in page and ".SH VALIDATION" in page
     assert generate_man.esc("--help") == "\\-\\-help"
     assert generate_man.esc(".x\n'y") == "\\&.x\n\\&'y"

@@ -6,7 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import labels_option, quiet_option
+from nertools.cli.options import MAX_COLUMNS, count_type, labels_option, quiet_option
 from nertools.core.jsonl import ErrorPolicy
 from nertools.formats.common import DETECT_WINDOW
 from nertools.formats.convert import FORMATS, convert
@@ -38,9 +38,9 @@ Examples:
                    f"{DETECT_WINDOW} sentences.")
 @click.option("--out-scheme", default=None, type=click.Choice(SCHEMES, case_sensitive=False),
               help="Tagging scheme of conll/hf output [default: the input's, else BIO2].")
-@click.option("--token-col", default=0, show_default=True, type=int,
+@click.option("--token-col", default=0, show_default=True, type=count_type(-MAX_COLUMNS, MAX_COLUMNS),
               help="conll input: the token column (0-based; negative counts from the end).")
-@click.option("--tag-col", default=-1, show_default=True, type=int,
+@click.option("--tag-col", default=-1, show_default=True, type=count_type(-MAX_COLUMNS, MAX_COLUMNS),
               help="conll input: the tag column (-1 = the last, as in CoNLL-2003 files).")
 @click.option("--sep", default=None, type=click.Choice(tuple(SEPARATORS)),
               help="conll output: column separator [default: the input's, else tab].")

@@ -8,7 +8,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import quiet_option
+from nertools.cli.options import count_type, quiet_option
 from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_value
 from nertools.gener.dictionary import AMBIGUOUS_CHOICES, Dictionary
@@ -56,7 +56,7 @@ def _type_words(specs) -> dict[str, str]:
 @click.option("--drop-existing", is_flag=True, help="Remove every span already on a record first.")
 @click.option("--no-rule", "no_rules", type=click.IntRange(1, 10), multiple=True, metavar="N",
               help="Turn normalisation rule N (1-10) off; repeatable. See the list below.")
-@click.option("--min-chars", type=click.IntRange(0), default=3, show_default=True,
+@click.option("--min-chars", type=count_type(0), default=3, show_default=True,
               help="Rule 5's minimum phrase length in characters.")
 @click.option("--type-word", "type_words", multiple=True, metavar="LABEL=WORD[,WORD]",
               help="Type words rule 7 drops for LABEL (besides the default label word, "

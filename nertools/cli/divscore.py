@@ -6,8 +6,8 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import model_option, model_runtime_options, quiet_option
-from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_records
+from nertools.cli.options import count_type, model_option, model_runtime_options, quiet_option
+from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_values
 from nertools.runtime.models import CAUSAL, MASKED
 from nertools.runtime.progress import is_quiet
@@ -56,7 +56,7 @@ Examples:
 @click.option("--start-token", default="auto", show_default=True,
               help="Causal LMs: the token put before every sequence. auto = the tokenizer's own "
                    "leading special tokens, else <|endoftext|>, else BOS, else EOS; '' = none.")
-@click.option("--batch-tokens", type=click.IntRange(min=16), default=None,
+@click.option("--batch-tokens", type=count_type(16), default=None,
               help=f"Token budget of one forward pass (rows x padded length) "
                    f"[default: {scorer_default(MASKED, 'batch_tokens')} masked, "
                    f"{scorer_default(CAUSAL, 'batch_tokens')} causal].")
@@ -77,6 +77,7 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
     """
     from nertools.runtime.models import set_threads
     from nertools.runtime.progress import quiet_transformers
+    from nertools.xner.candidates import read_candidates
     from nertools.xner.seeds import collect_seeds
 
     seeds = collect_seeds(seed_specs, seed_files)
@@ -84,7 +85,7 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
     set_threads(threads)
     quiet_transformers()  # keep stderr to one progress line
     policy = ErrorPolicy(on_error)
-    scored = divscore(read_records(input, policy=policy), seeds, model=model, label_words=label_words,
+    scored = divscore(read_candidates(input, policy), seeds, model=model, label_words=label_words,
                       device=device, dtype=dtype, method=method, template=template,
                       temperature=temperature, batch_tokens=batch_tokens, context=context,
                       causal_rows=causal_rows, start_token=start_token,

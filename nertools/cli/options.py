@@ -16,6 +16,37 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DTYPE_ALIASES = ("fp32", "bf16", "fp16")
 
 
+#: The largest count (``--k``, ``--top-k``, sizes, ...) a command accepts: beyond it a value
+#: is a usage error (exit 2), not an overflow deep inside a library.
+MAX_COUNT = 2**31 - 1
+#: The most columns a column option (``ner-convert --token-col``) may count, either way.
+MAX_COLUMNS = 1024
+#: The most CPU threads ``--threads`` accepts (more only makes the thread pools fail to start).
+MAX_THREADS = 1024
+
+
+class Count(click.IntRange):
+    """An integer in ``min..max``. A value over ``max`` is reported as too large; the help
+    shows only the lower bound when the upper one is :data:`MAX_COUNT`."""
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{number} is too large (at most {self.max}).", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        if self.max == MAX_COUNT:
+            return f"x>={self.min}"
+        return super()._describe_range()
+
+
+def count_type(min: int = 1, max: int = MAX_COUNT) -> Count:
+    """The click type of a count option: an integer in ``min..max`` (default ``1..MAX_COUNT``);
+    anything else, e.g. ``--k 99999999999999999999``, is a usage error (exit 2)."""
+    return Count(min=min, max=max)
+
+
 def _opt(*decls, **defaults) -> Callable[..., Callable]:
     def factory(**kw) -> Callable:
         return click.option(*decls, **{**defaults, **kw})
@@ -33,8 +64,8 @@ dtype_option = _opt(
     type=click.Choice(DTYPES + DTYPE_ALIASES, case_sensitive=False),
     help="auto (bfloat16/float16 on GPU, float32 on CPU), float32, bfloat16, float16 "
          "(or fp32, bf16, fp16).")
-threads_option = _opt("--threads", type=click.IntRange(min=1), default=None,
-                      help="CPU threads for torch (default: torch's choice).")
+threads_option = _opt("--threads", type=count_type(1, MAX_THREADS), default=None, metavar="N",
+                      help=f"CPU threads for torch, 1-{MAX_THREADS} (default: torch's choice).")
 
 
 def quiet_option(**kw) -> Callable:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nertools.cli.common import CONTEXT_SETTINGS, nertools_command, on_error_option, output_option
-from nertools.cli.options import model_option, model_runtime_options, quiet_option
+from nertools.cli.options import count_type, model_option, model_runtime_options, quiet_option
 from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_values
 from nertools.errors import NertoolsError
@@ -51,11 +51,11 @@ def main():
               help="Phrase vector: mean of its sub-token states, or first and last state side by side.")
 @click.option("--context-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Mix this much of the sentence's mean state into each phrase vector.")
-@click.option("--max-span-len", type=click.IntRange(1), default=3, show_default=True,
+@click.option("--max-span-len", type=count_type(), default=3, show_default=True,
               help="Longest candidate phrase in words.")
-@click.option("--max-length", type=click.IntRange(8), default=128, show_default=True,
+@click.option("--max-length", type=count_type(8), default=128, show_default=True,
               help="Encoder window in sub-tokens (longer sentences are truncated).")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=count_type(), default=32, show_default=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild from scratch (needed when the corpus changed "
                                               "other than by appending, or the settings changed).")
 @model_runtime_options
@@ -98,7 +98,7 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
               help="File of LABEL<TAB>QUESTION lines or JSONL questions.")
 @click.option("--type-word", "type_words", multiple=True, metavar="LABEL=WORD",
               help="Type word for a label's template question and rule 7 (default: LOC -> location).")
-@click.option("--top-k", type=click.IntRange(1), default=100, show_default=True,
+@click.option("--top-k", type=count_type(), default=100, show_default=True,
               help="Phrases per question (dense), or entities to ask for (openai).")
 @click.option("--dict-out", type=click.Path(dir_okay=False), default=None,
               help="Write the normalised pseudo-dictionary (phrase<TAB>label<TAB>count) here.")
@@ -110,7 +110,7 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
 @click.option("--api-key", default=None, envvar="OPENAI_API_KEY", help="API key (env OPENAI_API_KEY).")
 @click.option("--timeout", type=click.FloatRange(0.01), default=60.0, show_default=True,
               help="openai: seconds per request.")
-@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+@click.option("--retries", type=count_type(0), default=3, show_default=True,
               help="openai: retries after a timeout, connection error, HTTP 429 or 5xx.")
 @click.option("--retry-wait", type=click.FloatRange(0), default=1.0, show_default=True,
               help="openai: seconds before the first retry (doubles each time).")
@@ -155,11 +155,13 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
             raise click.UsageError("the dense backend needs --index")
         records, entries = query_dense(index_path, qs, top_k, model=model, device=device, dtype=dtype,
                                        rules=rules, log=note)
+    if dict_out and entries:
+        # before the evidence stream: a reader of stdout that stops early (| head) must not
+        # cost the dictionary
+        n = write_dictionary(dict_out, entries)
+        note(f"wrote {n} dictionary entries to {dict_out}")
     with RecordWriter(output) as out:
         for rec in records:
             out.write(rec)
-    if dict_out:
-        if not entries:
-            raise NertoolsError("the pseudo-dictionary is empty after normalisation; nothing written")
-        n = write_dictionary(dict_out, entries)
-        note(f"wrote {n} dictionary entries to {dict_out}")
+    if dict_out and not entries:
+        raise NertoolsError("the pseudo-dictionary is empty after normalisation; nothing written")

@@ -8,7 +8,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import quiet_option
+from nertools.cli.options import count_type, quiet_option
 from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_records
 from nertools.runtime.progress import log
 from nertools.xner.candidates import SpanRules, SpanStats, add_candidates, load_stopwords
@@ -24,13 +24,13 @@ Examples:
 @click.command("ner-spans", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
 @input_argument()
 @output_option()
-@click.option("--max-length", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-length", default=3, show_default=True, type=count_type(),
               help="Longest candidate, in tokens.")
 @click.option("--stopwords", "stopwords_file", default=None, type=click.Path(dir_okay=False),
               help="Stop-word file (one word per line) instead of the shipped 179-word NLTK list.")
 @click.option("--allow-digits", is_flag=True,
               help="Keep spans that contain a digit (the official rules drop them).")
-@click.option("--max-tokens", default=None, type=click.IntRange(min=1),
+@click.option("--max-tokens", default=None, type=count_type(),
               help="Sentence-length cap: longer records pass through with no candidates "
                    "(counted on stderr). The paper uses 30 for CoNLL.")
 @on_error_option()

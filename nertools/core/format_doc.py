@@ -12,7 +12,7 @@ lines start with two spaces is shown verbatim; a paragraph whose lines start wit
 from __future__ import annotations
 
 from nertools.errors import EXIT_DATA, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from nertools.core.record import DEFAULT_TOKEN_PATTERN
+from nertools.core.record import DEFAULT_TOKEN_SYNTAX
 
 NAME = "nertools-format"
 SUMMARY = "the JSONL record format shared by the nertools commands"
@@ -63,8 +63,11 @@ Input is looser than output. Every command accepts:
 
 - the canonical form above;
 - {{"text": ...}} alone: tokenised by the default tokenizer, the regular expression
-  {DEFAULT_TOKEN_PATTERN.pattern} (runs of word characters that may contain inner
-  apostrophes or hyphens, or any single other non-space character);
+  {DEFAULT_TOKEN_SYNTAX} (runs of word characters that may contain inner
+  apostrophes or hyphens, or any single other non-space character; \\p{{M}} is a
+  combining mark, Unicode category M, which stays with the character before it, so
+  decomposed (NFD) text, e.g. "Jose" followed by U+0301, is one token like its composed
+  (NFC) form);
 - {{"tokens": ["EU", "rejects", ...]}}, a list of strings: text is the tokens joined by
   single spaces, or, when text is given, the tokens are found in it in order;
 - token objects without text: text is rebuilt from their text and ws fields;

@@ -16,15 +16,46 @@ Accepted (input) forms are looser, see :func:`normalize_record`.
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left
 from typing import Any, Callable, Iterable, Sequence
 
 from nertools.errors import DataError
 
-#: The default tokenizer, used for records that carry only ``text``: a token is a run of
-#: word characters (letters, digits, underscore) that may contain inner apostrophes or
-#: hyphens ("don't", "Jean-Luc"), or any single other non-space character.
-DEFAULT_TOKEN_PATTERN = re.compile(r"\w+(?:['\u2019\-]\w+)*|[^\w\s]")
+def _combining_marks() -> str:
+    """The code points of Unicode category M (combining marks: accents, vowel signs, ...) as
+    the body of a regex character class. Marks live in planes 0, 1 and 14 only."""
+    ranges: list[list[int]] = []
+    for plane in (range(0x20000), range(0xE0000, 0xE1000)):
+        for cp in plane:
+            if unicodedata.category(chr(cp))[0] == "M":
+                if ranges and ranges[-1][1] == cp - 1:
+                    ranges[-1][1] = cp
+                else:
+                    ranges.append([cp, cp])
+    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+
+_MARKS = _combining_marks()
+_WORD = rf"\w+(?:[{_MARKS}]+\w*)*"
+
+#: The default tokenizer, used for records that carry only ``text``, as documented
+#: (``\p{M}`` = a combining mark, Unicode category M): a token is a run of word characters
+#: (letters, digits, underscore) and the combining marks that follow them, which may contain
+#: inner apostrophes or hyphens ("don't", "Jean-Luc"), or any single other non-space character
+#: with its combining marks. Marks never split a word, so decomposed (NFD) text such as
+#: "Jose" + U+0301 is one token "José", as its composed (NFC) form is.
+DEFAULT_TOKEN_SYNTAX = r"\w[\w\p{M}]*(?:['\u2019\-]\w[\w\p{M}]*)*|[^\w\s]\p{M}*"
+#: :data:`DEFAULT_TOKEN_SYNTAX` compiled (``\p{M}`` spelled out as a character class).
+DEFAULT_TOKEN_PATTERN = re.compile(rf"{_WORD}(?:['\u2019\-]{_WORD})*|[^\w\s][{_MARKS}]*")
+#: The same tokenizer for ASCII text, which has no combining marks (a faster expression).
+ASCII_TOKEN_PATTERN = re.compile(r"\w+(?:['\-]\w+)*|[^\w\s]")
+
+
+def token_pattern(text: str) -> re.Pattern:
+    """The compiled default tokenizer for ``text`` (:data:`DEFAULT_TOKEN_PATTERN`, or its ASCII
+    equivalent :data:`ASCII_TOKEN_PATTERN` when ``text`` is ASCII)."""
+    return ASCII_TOKEN_PATTERN if text.isascii() else DEFAULT_TOKEN_PATTERN
 
 
 def whitespace_tokenize(text: str) -> list[tuple[int, int]]:
@@ -33,8 +64,8 @@ def whitespace_tokenize(text: str) -> list[tuple[int, int]]:
 
 
 def default_tokenize(text: str) -> list[tuple[int, int]]:
-    """The documented default tokenizer (:data:`DEFAULT_TOKEN_PATTERN`); ``(start, end)`` offsets."""
-    return [(m.start(), m.end()) for m in DEFAULT_TOKEN_PATTERN.finditer(text)]
+    """The documented default tokenizer (:data:`DEFAULT_TOKEN_SYNTAX`); ``(start, end)`` offsets."""
+    return [(m.start(), m.end()) for m in token_pattern(text).finditer(text)]
 
 
 def make_tokens(text: str, offsets: Sequence[tuple[int, int]]) -> list[dict]:

@@ -11,10 +11,12 @@ compressed. The file is streamed: memory grows with the number of distinct phras
 with the file.
 
 Phrases are normalised by GeNER's rules 1-7 (:mod:`nertools.gener.phrase_rules`) and stored under a
-*key*: the phrase split by the default tokenizer (:data:`nertools.core.record.DEFAULT_TOKEN_PATTERN`),
-lower-cased unless the dictionary is case-sensitive, joined by single spaces. Corpus tokens are
-mapped to the same form (see :meth:`Dictionary.token_form`), so "U.S." matches the CoNLL
-token ``U.S.`` and the default-tokenised ``U . S .`` alike.
+*key*: the phrase in Unicode NFC, split by the default tokenizer
+(:data:`nertools.core.record.DEFAULT_TOKEN_SYNTAX`), lower-cased unless the dictionary is
+case-sensitive, joined by single spaces. Corpus tokens are mapped to the same form (see
+:meth:`Dictionary.token_form`), so "U.S." matches the CoNLL token ``U.S.`` and the
+default-tokenised ``U . S .`` alike, and a composed entry "Zürich" matches decomposed (NFD)
+text "Zu" + U+0308 "rich" (only the keys are normalised; spans keep the text's own offsets).
 
 Storage is one Python ``dict`` from key to a packed ``int`` (count, label id, and a bit that
 says whether a longer phrase continues from this key); proper prefixes of multi-token phrases
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import random
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -36,7 +39,7 @@ from nertools.errors import DataError
 from nertools.core.jsonl import display_name
 from nertools.core.specfile import read_text_lines
 from nertools.gener.phrase_rules import NormalizationRules, normalize_phrase, type_word_forms
-from nertools.core.record import DEFAULT_TOKEN_PATTERN
+from nertools.core.record import token_pattern
 from nertools.core.labels import default_label_word, parse_list
 
 AMBIGUOUS_CHOICES = ("sample", "majority", "skip")
@@ -66,12 +69,14 @@ class Entry:
 
 
 def split_subtokens(text: str) -> list[str]:
-    """``text`` split by the default tokenizer (:data:`DEFAULT_TOKEN_PATTERN`). Fast path: a
-    text of letters and digits separated by single spaces is split on the spaces (the regex
-    gives the same, ``\\w`` being ``str.isalnum`` plus "_")."""
+    """``text`` in Unicode NFC split by the default tokenizer (:data:`DEFAULT_TOKEN_SYNTAX`).
+    Fast path: a text of letters and digits separated by single spaces is split on the spaces
+    (the regex gives the same, ``\\w`` being ``str.isalnum`` plus "_")."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
     if text.replace(" ", "").isalnum() and "  " not in text and text[:1] != " " and text[-1:] != " ":
         return text.split(" ")
-    return DEFAULT_TOKEN_PATTERN.findall(text)
+    return token_pattern(text).findall(text)
 
 
 def phrase_key(phrase: str, case_sensitive: bool = False) -> str:

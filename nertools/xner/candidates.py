@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Iterable, Iterator
 
+from nertools.core.jsonl import ErrorPolicy, read_converted
+from nertools.core.record import normalize_record
 from nertools.errors import DataError
 
 #: Punctuation words the official code adds to the stop list.
@@ -114,3 +116,51 @@ def add_candidates(records: Iterable[dict], rules: SpanRules, stats: SpanStats |
             stats.capped += 1
         rec["candidates"] = cands
         yield rec
+
+
+def check_candidates(rec: dict, *, required: bool = True) -> None:
+    """A canonical record's ``candidates`` must be a list of objects with integer
+    ``start``/``end``/``token_start``/``token_end`` inside the record that agree with its
+    tokens (what ``ner-spans`` writes). Raises :class:`DataError` naming the record id and
+    the candidate; the reader adds file and line. ``required=False`` lets a record without
+    ``candidates`` through."""
+    cands = rec.get("candidates")
+    rid = rec.get("id")
+    if cands is None:
+        if not required:
+            return
+        raise DataError(f"record {rid!r} has no 'candidates'; run ner-spans first "
+                        "(ner-spans corpus.jsonl | ner-divscore ...)")
+    if not isinstance(cands, list):
+        raise DataError(f"record {rid!r}: 'candidates' must be a list, not {type(cands).__name__}")
+    tokens = rec["tokens"]
+    ntok, nchar = len(tokens), len(rec["text"])
+    for i, c in enumerate(cands):
+        if type(c) is not dict:
+            raise DataError(f"record {rid!r}: candidate {i} is not an object")
+        s, e, ts, te = c.get("start"), c.get("end"), c.get("token_start"), c.get("token_end")
+        if not (type(s) is int and type(e) is int and type(ts) is int and type(te) is int):  # not bool
+            bad = [k for k in ("start", "end", "token_start", "token_end") if type(c.get(k)) is not int]
+            raise DataError(f"record {rid!r}: candidate {i} needs integer start/end/token_start/token_end "
+                            f"({', '.join(bad)} missing or not an integer)")
+        if not (0 <= s < e <= nchar):
+            raise DataError(f"record {rid!r}: candidate {i} [{s}, {e}) is out of range "
+                            f"(text length {nchar})")
+        if not (0 <= ts <= te < ntok):
+            raise DataError(f"record {rid!r}: candidate {i} tokens {ts}..{te} are out of range "
+                            f"({ntok} tokens; token_end is inclusive)")
+        if tokens[ts]["start"] != s or tokens[te]["end"] != e:
+            raise DataError(f"record {rid!r}: candidate {i} character and token offsets disagree")
+
+
+def _record_with_candidates(obj, lineno: int) -> dict:
+    rec = normalize_record(obj, default_id=str(lineno))
+    check_candidates(rec)
+    return rec
+
+
+def read_candidates(path: str, policy: ErrorPolicy | None = None) -> Iterator[dict]:
+    """The records of ``path`` (``-`` = stdin) with their ``candidates`` checked
+    (:func:`check_candidates`), as ``ner-divscore`` reads them: a bad record is a
+    :class:`DataError` naming file and line, or is skipped, per ``policy``."""
+    return read_converted(path, _record_with_candidates, policy=policy)

@@ -1,7 +1,9 @@
 """Pseudo labels from scored candidate spans (``ner-pseudo``, X-NER step 3).
 
 Input: records whose ``candidates`` carry ``"scores": {label: float}`` (``ner-divscore``;
-lower = more like the seed). Output: the same records with ``spans`` replaced by the pseudo
+lower = more like the seed). Candidates and scores are checked as the records are read
+(:func:`read_scored`): a bad record is a data error naming file and line, or is skipped per
+the :class:`~nertools.core.jsonl.ErrorPolicy`. Output: the same records with ``spans`` replaced by the pseudo
 labels ``{"start","end","token_start","token_end","label","score","source":"xner"}``.
 
 How a candidate becomes a pseudo span:
@@ -32,7 +34,7 @@ How a candidate becomes a pseudo span:
 4. **Corpus-wide selection per label** among the survivors: ``threshold`` (score < value;
    the paper: 0.15 for CoNLL/WNUT, 0.20 for Tweebank/Restaurant with its masked-LM scores),
    ``top_k`` (the K lowest scores) and ``top_percent`` (the lowest P% of *all* candidates of
-   the corpus, PromptMine: 2%). When several are given a span must pass all of them.
+   the corpus, PromptMine: 2%; rounded half up and at least one, :func:`top_percent_count`). When several are given a span must pass all of them.
 
 Ranking needs the whole corpus, but only ``(record number, candidate number, label, score)``
 tuples stay in memory: pass 1 reads the records and collects them, pass 2 re-reads the
@@ -53,7 +55,9 @@ from typing import Iterable, Iterator, Sequence
 
 from nertools.errors import DataError, NertoolsError, UsageError
 from nertools.core.labels import parse_key_value
-from nertools.core.jsonl import ErrorPolicy, dumps, read_jsonl, read_records
+from nertools.core.jsonl import ErrorPolicy, dumps, read_converted, read_jsonl, read_records
+from nertools.core.record import normalize_record
+from nertools.xner.candidates import check_candidates
 
 OVERLAP_RULES = ("best", "keep")
 NORMALIZATIONS = ("rank", "none")
@@ -129,31 +133,63 @@ class LabelNormalizer:
         return value
 
     @classmethod
-    def fit(cls, method: str, records: Iterable[dict], labels: Sequence[str] | None = None) -> "LabelNormalizer":
-        """Fit on the candidates' scores of ``records`` (raises DataError on missing scores)."""
+    def fit(cls, method: str, records: Iterable[dict], labels: Sequence[str] | None = None, *,
+            check: bool = True) -> "LabelNormalizer":
+        """Fit on the candidates' scores of ``records`` (raises DataError on missing scores;
+        ``check=False``: the records are checked already)."""
         values: dict[str, list[float]] = defaultdict(list)
         for rec in records:
-            for s in candidate_scores(rec, labels):
+            for s in candidate_scores(rec, labels, check=check):
                 for lab, v in s.items():
                     values[lab].append(float(v))
         return cls(method, values)
 
 
 # ---------------------------------------------------------------------- per-sentence steps
-def candidate_scores(record: dict, labels: Sequence[str] | None = None) -> list[dict[str, float]]:
-    """The per-label scores of each candidate (restricted to ``labels``); DataError if missing."""
+def check_scored_candidates(record: dict) -> None:
+    """A canonical record's candidates must be valid (:func:`~nertools.xner.candidates.check_candidates`;
+    a record without ``candidates`` has none) and each must carry ``"scores": {label: number}``
+    with non-empty labels and finite numbers. Raises :class:`DataError` naming the record id
+    and the candidate (the reader adds file and line)."""
+    check_candidates(record, required=False)
+    for k, c in enumerate(record.get("candidates") or ()):
+        scores = c.get("scores")
+        if type(scores) is dict and scores:
+            for lab, v in scores.items():
+                if not ((type(v) is float or type(v) is int) and lab.strip() and math.isfinite(v)):
+                    _bad_score(record, k, lab, v)
+            continue
+        rid = record.get("id")
+        if scores is None:
+            raise DataError(f"record {rid!r}: candidate {k} has no 'scores' (run ner-divscore first)")
+        if not isinstance(scores, dict):
+            raise DataError(f"record {rid!r}: candidate {k}: 'scores' must be an object "
+                            f"{{label: score}}, not {type(scores).__name__}")
+        raise DataError(f"record {rid!r}: candidate {k} has empty 'scores' (run ner-divscore first)")
+
+
+def _bad_score(record: dict, k: int, label: str, value) -> None:
+    rid = record.get("id")
+    if not label.strip():
+        raise DataError(f"record {rid!r}: candidate {k} has a score for an empty label {label!r}")
+    if value is None:
+        raise DataError(f"record {rid!r}: candidate {k}: the score for {label!r} is null "
+                        f"(JSON has no NaN or infinity: the scorer wrote a non-finite score)")
+    raise DataError(f"record {rid!r}: candidate {k} has a non-numeric score for {label!r}: {value!r}")
+
+
+def candidate_scores(record: dict, labels: Sequence[str] | None = None, *,
+                     check: bool = True) -> list[dict[str, float]]:
+    """The per-label scores of each candidate (restricted to ``labels``; a candidate may then
+    have none); DataError if the candidates or their scores are missing or invalid
+    (:func:`check_scored_candidates`; ``check=False``: the caller has checked the record)."""
+    if check:
+        check_scored_candidates(record)
     out = []
-    for k, c in enumerate(record.get("candidates") or []):
-        scores = c.get("scores") if isinstance(c, dict) else None
-        if not isinstance(scores, dict) or not scores:
-            raise DataError(f"record {record.get('id')!r}: candidate {k} has no 'scores' "
-                            f"(run ner-divscore first)")
+    for c in record.get("candidates") or ():
+        scores = c["scores"]
         if labels is not None:
             scores = {lab: scores[lab] for lab in labels if lab in scores}
-        for lab, v in scores.items():
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
-                raise DataError(f"record {record.get('id')!r}: candidate {k} has a non-numeric "
-                                f"score for {lab!r}")
         out.append(dict(scores))
     return out
 
@@ -185,13 +221,21 @@ def demote_partial_names(record: dict, scores: list[dict[str, float]], labels: I
     return out
 
 
-def best_labels(scores: list[dict[str, float]], label_order: Sequence[str] | None = None) -> list[tuple[str, float]]:
-    """``(label, score)`` with the lowest score per candidate (ties: first in ``label_order``)."""
+def best_labels(scores: list[dict[str, float]], label_order: Sequence[str] | None = None, *,
+                indexed: bool = False) -> list:
+    """``(label, score)`` with the lowest score per candidate (ties: first in ``label_order``).
+
+    ``indexed=True``: ``(candidate number, (label, score))`` instead, leaving out candidates
+    with no score (none for the labels asked for)."""
     out = []
-    for s in scores:
+    for k, s in enumerate(scores):
+        if not s:
+            if indexed:
+                continue
+            raise DataError(f"candidate {k} has no score for the labels asked for")
         order = [lab for lab in (label_order or ()) if lab in s] or list(s)
         lab = min(order, key=lambda x: s[x])
-        out.append((lab, float(s[lab])))
+        out.append((k, (lab, float(s[lab]))) if indexed else (lab, float(s[lab])))
     return out
 
 
@@ -213,19 +257,20 @@ def resolve_overlaps(cands: Sequence[dict], picks: list[tuple[int, str, float]])
     return sorted(taken, key=lambda p: p[0])
 
 
-def sentence_picks(record: dict, sel: Selection,
-                   normalizer: LabelNormalizer | None = None) -> list[tuple[int, str, float]]:
+def sentence_picks(record: dict, sel: Selection, normalizer: LabelNormalizer | None = None, *,
+                   check: bool = True) -> list[tuple[int, str, float]]:
     """``(candidate number, label, raw score)`` of a record's candidates that enter the ranking.
 
     ``normalizer`` (fitted on the corpus) decides the best label and the overlap order; without
-    one, raw scores do.
+    one, raw scores do. ``check=False``: the record is checked already
+    (:func:`check_scored_candidates`).
     """
-    scores = candidate_scores(record, sel.labels)
+    scores = candidate_scores(record, sel.labels, check=check)
     if sel.boundary_labels:
         scores = demote_partial_names(record, scores, sel.boundary_labels)
     keys = scores if normalizer is None else \
         [{lab: normalizer(lab, v) for lab, v in s.items()} for s in scores]
-    picks = [(k, lab, v) for k, (lab, v) in enumerate(best_labels(keys, sel.labels))]
+    picks = [(k, lab, v) for k, (lab, v) in best_labels(keys, sel.labels, indexed=True)]
     picks = [p for p in picks if sel.threshold(p[1]) is None or scores[p[0]][p[1]] < sel.threshold(p[1])]
     if sel.overlap == "best":
         picks = resolve_overlaps(record.get("candidates") or [], picks)
@@ -233,6 +278,12 @@ def sentence_picks(record: dict, sel: Selection,
 
 
 # ---------------------------------------------------------------------- corpus-wide ranking
+def top_percent_count(total: int, percent: float) -> int:
+    """How many spans ``percent`` % of ``total`` candidates keeps: rounded half up, at least
+    one (as ``ner-eval --k-frac`` counts its K)."""
+    return max(1, int(total * percent / 100.0 + 0.5))
+
+
 def select_corpus(picks: Iterable[tuple[int, int, str, float]], total_candidates: int,
                   sel: Selection) -> dict[int, list[tuple[int, str, float]]]:
     """Corpus-wide per-label top-K / top-percent over ``(record, candidate, label, score)``.
@@ -247,7 +298,7 @@ def select_corpus(picks: Iterable[tuple[int, int, str, float]], total_candidates
     if sel.top_k is not None:
         limit = sel.top_k
     if sel.top_percent is not None:
-        pct = int(round(total_candidates * sel.top_percent / 100.0))
+        pct = top_percent_count(total_candidates, sel.top_percent)
         limit = pct if limit is None else min(limit, pct)
     kept: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
     for lab, items in by_label.items():
@@ -296,6 +347,19 @@ class _Spool:
             discard(self.path)
 
 
+def _scored_record(obj, lineno: int) -> dict:
+    rec = normalize_record(obj, default_id=str(lineno))
+    check_scored_candidates(rec)
+    return rec
+
+
+def read_scored(path: str, policy: ErrorPolicy | None = None) -> Iterator[dict]:
+    """The records of ``path`` with their scored candidates checked
+    (:func:`check_scored_candidates`): a bad one is a :class:`DataError` naming file and line,
+    or is skipped, per ``policy``."""
+    return read_converted(path, _scored_record, policy=policy)
+
+
 def _rereadable(path: str) -> bool:
     return path != "-" and os.path.isfile(path)
 
@@ -315,12 +379,17 @@ def pseudo_label(path: str, sel: Selection, *, emit_all: bool = False, keep_cand
     where = path if path != "-" else "<stdin>"
 
     def reread():
-        return spooled.records() if spooled is not None else \
-            read_records(path, policy=ErrorPolicy("skip"))
+        # a record skipped in the first pass is skipped again (record numbers must agree);
+        # when none was, every record is known to be good
+        if spooled is not None:
+            return spooled.records()
+        if policy.skipped:
+            return read_scored(path, ErrorPolicy("skip"))
+        return read_records(path, policy=ErrorPolicy("skip"))
 
     try:
         normalizer = None
-        first = read_records(path, policy=policy)
+        first = read_scored(path, policy)
         if sel.normalize != "none":
             def spooling(records):
                 for rec in records:
@@ -328,14 +397,14 @@ def pseudo_label(path: str, sel: Selection, *, emit_all: bool = False, keep_cand
                         spooled.write(rec)
                     yield rec
             try:
-                normalizer = LabelNormalizer.fit(sel.normalize, spooling(first), sel.labels)
+                normalizer = LabelNormalizer.fit(sel.normalize, spooling(first), sel.labels, check=False)
             except DataError as e:
                 raise e.located(where, None) from None
             first = reread()
         picks: list[tuple[int, int, str, float]] = []
         for n, rec in enumerate(first):
             try:
-                kept = sentence_picks(rec, sel, normalizer)
+                kept = sentence_picks(rec, sel, normalizer, check=False)
             except DataError as e:
                 raise e.located(where, None) from None
             stats.records += 1

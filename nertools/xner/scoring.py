@@ -62,6 +62,17 @@ def with_label_words(seeds: Sequence[Seed], label_words: Mapping[str, str] | Non
     return [replace(s, label_word=label_words.get(s.label, s.label_word)) for s in seeds]
 
 
+#: The methods whose ``template`` is the template test's, which needs a ``[SEED]`` slot.
+TEMPLATE_METHODS = ("2way", "official")
+
+
+def check_template(method: str, template: str | None, *, option: str = "--template") -> None:
+    """A template for the template test (``method`` 2way or official) must contain ``[SEED]``:
+    otherwise a :class:`~nertools.errors.UsageError`, found before any model is loaded."""
+    if template is not None and method in TEMPLATE_METHODS and "[SEED]" not in template:
+        raise UsageError(f"{option} {template!r} has no [SEED] slot (the seed or span goes there)")
+
+
 def make_scorer(lm, seeds: Sequence[Seed], *, method: str = "2way", template: str | None = None,
                 temperature: float | None = None, batch_tokens: int | None = None,
                 context: str = "neighbours", causal_rows: str = "next", start_token: str | None = "auto",
@@ -72,6 +83,7 @@ def make_scorer(lm, seeds: Sequence[Seed], *, method: str = "2way", template: st
     ``context`` applies to masked LMs, ``causal_rows`` and ``start_token`` to causal LMs.
     ``None`` means the scorer's default (:func:`scorer_default`).
     """
+    check_template(method, template)
     if lm.kind == CAUSAL:
         if method == "official":
             raise UsageError("--method official reproduces the released masked-LM code; "
@@ -103,6 +115,7 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
     from nertools.runtime.models import load_lm
 
     seeds = with_label_words(seeds, label_words)
+    check_template(method, options.get("template"))
     lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
     scorer = make_scorer(lm, seeds, method=method, progress=progress, **options)
     return scorer.score_records(records)
