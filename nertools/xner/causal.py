@@ -74,7 +74,7 @@ from nertools.runtime import MEMO_SIZE
 from nertools.runtime.batching import pack_by_token_budget, pack_stream, pad_batch
 from nertools.runtime.models import CAUSAL, LoadedLM
 from nertools.runtime.progress import progress
-from nertools.xner.masked import check_candidates
+from nertools.xner.candidates import check_candidates
 from nertools.xner.seeds import Seed
 
 METHODS = ("2way", "1way", "cosine", "prompt")

@@ -55,6 +55,7 @@ from nertools.runtime import MEMO_SIZE
 from nertools.runtime.batching import PADDING_MIN_ROWS, pack_by_token_budget, pad_batch
 from nertools.runtime.models import max_positions
 from nertools.runtime.progress import progress
+from nertools.xner.candidates import check_candidates  # noqa: F401  (one validator for both scorers)
 from nertools.xner.seeds import Seed
 
 METHODS = ("2way", "1way", "cosine", "prompt", "official")
@@ -592,25 +593,4 @@ class MaskedDivergenceScorer:
         for (_, cand), row in zip(pairs, cos.tolist()):
             cand["scores"] = {s.label: 1.0 - v for s, v in zip(self.seeds, row)}
 
-
-def check_candidates(rec: dict) -> None:
-    """A record must carry valid ``candidates`` (from ``ner-spans``)."""
-    cands = rec.get("candidates")
-    rid = rec.get("id")
-    if cands is None:
-        raise DataError(f"record {rid!r} has no 'candidates'; run ner-spans first "
-                        "(ner-spans corpus.jsonl | ner-divscore ...)")
-    if not isinstance(cands, list):
-        raise DataError(f"record {rid!r}: 'candidates' must be a list")
-    ntok, nchar = len(rec["tokens"]), len(rec["text"])
-    for i, c in enumerate(cands):
-        if not isinstance(c, dict):
-            raise DataError(f"record {rid!r}: candidate {i} is not an object")
-        ts, te, s, e = c.get("token_start"), c.get("token_end"), c.get("start"), c.get("end")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (ts, te, s, e)):
-            raise DataError(f"record {rid!r}: candidate {i} needs integer start/end/token_start/token_end")
-        if not (0 <= ts <= te < ntok) or not (0 <= s < e <= nchar):
-            raise DataError(f"record {rid!r}: candidate {i} is out of range")
-        if rec["tokens"][ts]["start"] != s or rec["tokens"][te]["end"] != e:
-            raise DataError(f"record {rid!r}: candidate {i} character and token offsets disagree")
 
