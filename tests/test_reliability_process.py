@@ -274,3 +274,30 @@ def test_output_option_on_dev_full_exits_1_and_keeps_the_device(tmp_path):
     assert proc.returncode == 1 and proc.stderr == "ner-validate: error: cannot write /dev/full: " \
                                                    "No space left on device\n", proc.stderr
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+@pytest.mark.parametrize("data,limit,expected", [
+    (b"abc\nde\n", 3, [b"abc\n", b"de\n"]),        # exactly the limit, with its newline
+    (b"abcd\nde", 3, [None, b"de"]),              # one byte over; the next line still read
+    (b"abc", 3, [b"abc"]),                        # the last line without a newline
+    (b"abcd", 3, [None]),
+    (b"a" * 5000 + b"\nx\n", 3, [None, b"x\n"]),  # the rest of a long line is skipped
+])
+def test_bounded_lines(data, limit, expected):
+    import io
+
+    from nertools.core.jsonl import bounded_lines
+
+    got = list(bounded_lines(io.BufferedReader(io.BytesIO(data)), limit))
+    assert got == list(enumerate(expected, 1))
+
+
+def test_skip_policy_skips_an_oversized_record(tmp_path, monkeypatch):
+    from nertools.core.jsonl import ErrorPolicy, read_records
+
+    monkeypatch.setenv("NERTOOLS_MAX_RECORD_BYTES", "100")
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"text": "a"}\n{"text": "' + "b " * 200 + '"}\n{"text": "c"}\n')
+    policy = ErrorPolicy("skip")
+    assert [r["text"] for r in read_records(p, policy=policy)] == ["a", "c"]
+    assert policy.skipped == 1 and policy.first.startswith(f"{p}:2: line longer than 100 bytes")

@@ -23,7 +23,7 @@ from nertools.core.record import normalize_record
 
 ON_ERROR_CHOICES = ("fail", "skip", "warn")
 
-#: The longest input line (one JSONL record, one CoNLL or text line) accepted, in bytes,
+#: The longest input line (a JSONL record, a line of a text or specification file) accepted, in bytes,
 #: unless the environment variable ``NERTOOLS_MAX_RECORD_BYTES`` says otherwise. A longer
 #: line is refused (exit 65, naming file:line) before it is parsed: parsing and tokenising a
 #: record takes about 150 times its size in memory.
@@ -126,16 +126,12 @@ def bounded_lines(fh: IO[bytes], limit: int | None = None) -> Iterator[tuple[int
         if not raw:
             return
         lineno += 1
-        if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
-            if raw.endswith(b"\n"):
-                raw = None
-            else:
-                del raw
-                while True:  # skip the rest of the line
-                    piece = fh.readline(1 << 20)
-                    if not piece or piece.endswith(b"\n"):
-                        break
-                raw = None
+        if len(raw) > limit and not raw.endswith(b"\n"):  # more than limit bytes before the newline
+            raw = None
+            while True:  # skip the rest of the line
+                piece = fh.readline(1 << 20)
+                if not piece or piece.endswith(b"\n"):
+                    break
         yield lineno, raw
 
 
@@ -153,14 +149,10 @@ def decode_line(raw: bytes, name: str, lineno: int) -> str:
 def _json_error(raw: bytes, err: orjson.JSONDecodeError, name: str, lineno: int) -> DataError:
     """The error for a line orjson refuses: "not UTF-8 (...)" when that is the cause (orjson
     words it as a surrogate error at column 1), else "broken JSON: ..."."""
-    if not raw.startswith(BOM):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            try:
-                decode_line(raw, name, lineno)
-            except DataError as e:
-                return e
+    try:
+        decode_line(raw, name, lineno)
+    except DataError as e:
+        return e
     return DataError(f"broken JSON: {err}", path=name, line=lineno)
 
 
