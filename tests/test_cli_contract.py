@@ -326,11 +326,24 @@ def check_example(argv: list[str], sandbox: Path) -> click.testing.Result:
                     p.parent.mkdir(parents=True, exist_ok=True)
                     p.write_text("") if param.type.file_okay else p.mkdir()
     try:
-        with cmd.make_context(prog, list(args)):
-            pass
+        with cmd.make_context(prog, list(args)) as ctx:
+            values = dict(ctx.params)
     except click.UsageError as e:  # BadParameter, MissingParameter, NoSuchOption, ...
         pytest.fail(f"example {shlex.join(argv)!r} is a usage error: {e.format_message()}")
+    for param in cmd.params:  # the input files it names (a missing input is a usage error, 2)
+        if (isinstance(param.type, click.Path) and not param.type.dir_okay and param.name not in OUTPUTS
+                and values.get(param.name)):
+            named = values[param.name]
+            for value in [named] if isinstance(named, str) else named:
+                p = sandbox / value
+                if value != "-" and not p.exists():
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_text("")
     return invoke(prog, args, input="")
+
+
+#: Path parameters that name outputs (the example checker creates the inputs an example names).
+OUTPUTS = {"output", "dict_out", "out"}
 
 
 def _stop(*_a, **_k):
@@ -554,8 +567,12 @@ SIGINT_RUNS = {
 }
 
 
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("prog", sorted(SIGINT_RUNS))
-def test_ctrl_c_exits_130_quietly_and_leaves_no_temp_files(prog, inputs, tmp_path):
+def test_ctrl_c_exits_130_quietly_and_leaves_no_temp_files(prog, sig, code, word, inputs, tmp_path):
+    """Ctrl-C exits 130 and SIGTERM (``timeout``, ``kill``) 143, each with one line, the -o
+    target untouched, no temporary file beside it and ner-pseudo's stdin spool removed."""
     work, scratch = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
     scratch.mkdir()
@@ -575,7 +592,7 @@ def test_ctrl_c_exits_130_quietly_and_leaves_no_temp_files(prog, inputs, tmp_pat
             assert time.monotonic() < deadline, "the command never opened its output"
             time.sleep(0.05)
         time.sleep(0.3)  # now blocked reading the open pipe
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         proc.wait(timeout=60)  # (stdin stays open: no end of input races the signal)
         err = proc.stderr.read().decode()
     finally:
@@ -584,9 +601,9 @@ def test_ctrl_c_exits_130_quietly_and_leaves_no_temp_files(prog, inputs, tmp_pat
             proc.wait()
         for fh in (proc.stdin, proc.stdout, proc.stderr):
             fh.close()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.endswith(f"{prog}: interrupted\n"), err
-    assert err.count("interrupted") == 1
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and err.endswith(f"{prog}: {word}\n"), err
+    assert err.count(word) == 1
     assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
     assert listing(scratch) == []  # ner-pseudo's stdin spool is gone too
 
@@ -606,3 +623,213 @@ def test_ctrl_c_between_the_last_line_and_the_commit_leaves_no_temp_file(inputs,
     result = invoke("ner-validate", [str(inputs.records), "-o", str(out)])
     assert result.exit_code == 130 and result.stderr == "ner-validate: interrupted\n"
     assert out.read_text() == "sentinel\n" and listing(tmp_path) == ["out.jsonl"]
+
+
+# ----------------------------------------------------------------------------- the exit-code table
+# README "Exit codes": one test per row and command. 0 and 65 are the good-run and data-error
+# tests above; 130 and 143 are the real-process tests; here are 1 (an output that cannot be
+# written, out of memory) and 2 (usage errors, including input files that cannot be opened).
+
+def _usage_error(result, prog: str) -> str:
+    """Exit 2 with one error line and no traceback: click's ``Error: ...`` or ``prog: error: ...``."""
+    detail = (result.exit_code, result.stderr, repr(result.exception))
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), detail
+    assert "Traceback" not in result.stderr, detail
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("Error: ", f"{prog}: error: "))]
+    assert len(errors) == 1, detail
+    return errors[0]
+
+
+#: Inputs read by code of their own before nertools.core.jsonl opens them (to be aligned).
+OWN_OPEN = {"ner-retrieve index[--corpus]"}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id not in OWN_OPEN],
+                         ids=[c.id for c in CASES if c.id not in OWN_OPEN])
+def test_missing_input_file_exits_2(case, inputs, tmp_path):
+    missing = tmp_path / "nosuch.jsonl"
+    line = _usage_error(_run_case(case, inputs, str(missing), tmp_path), case.command)
+    assert str(missing) in line or "nosuch.jsonl" in line
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_directory_as_input_file_exits_2(case, inputs, tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    _usage_error(_run_case(case, inputs, str(folder), tmp_path), case.command)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_unreadable_input_file_exits_2(case, inputs, tmp_path, monkeypatch):
+    """No permission to read (simulated: root reads every file): exit 2 as well."""
+    import builtins
+
+    import nertools.core.jsonl
+
+    locked = tmp_path / "locked.jsonl"
+    locked.write_text(inputs.first_line(case.good))
+    locked.chmod(0)
+    real_open = builtins.open
+
+    def guarded(path, *a, **k):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(nertools.core.jsonl, "open", guarded, raising=False)
+    line = _usage_error(_run_case(case, inputs, str(locked), tmp_path), case.command)
+    assert "ermission denied" in line or "not readable" in line, line
+
+
+DEVICE_COMMANDS = [n for n, c in LEAVES if any(p.name == "device" for p in c.params)]
+
+
+def test_device_commands_are_found():
+    assert {"ner-divscore", "ner-selftrain", "ner-tag", "ner-retrieve index", "ner-retrieve query"} <= \
+        set(DEVICE_COMMANDS)
+
+
+@pytest.mark.parametrize("name", DEVICE_COMMANDS)
+def test_unknown_device_is_a_usage_error(name, inputs, tmp_path, example_sandbox):
+    """--device is checked while parsing, before any model loads (the sandbox stops loading)."""
+    case = next(c for c in CASES if c.command == name)
+    result = _run_case(case, inputs, str(getattr(inputs, case.good)), tmp_path, ["--device", "tpu"])
+    line = _usage_error(result, name)
+    assert "unknown device 'tpu'" in line
+
+
+@pytest.mark.parametrize("value", ["cpu", "CPU", "auto", "cuda", "cuda:1", "mps"])
+def test_known_devices_pass_the_check(value):
+    from nertools.cli.options import _check_device
+
+    assert _check_device(None, None, value) == value
+
+
+def _full_disk(monkeypatch):
+    """Every -o temporary file is /dev/full underneath: the first write fails with ENOSPC."""
+    import nertools.core.jsonl
+
+    real = nertools.core.jsonl.temp_file_beside
+
+    def on_dev_full(path, *a, **k):
+        fd, tmp = real(path, *a, **k)
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, fd)
+        os.close(full)
+        return fd, tmp
+
+    monkeypatch.setattr(nertools.core.jsonl, "temp_file_beside", on_dev_full)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.output and c.run_good],
+                         ids=[c.id for c in CASES if c.output and c.run_good])
+def test_full_disk_on_output_exits_1_and_leaves_nothing(case, inputs, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "out.jsonl"
+    out.write_text("sentinel\n")
+    _full_disk(monkeypatch)
+    result = _run_case(case, inputs, str(getattr(inputs, case.good)), tmp_path, ["-o", str(out)])
+    assert_error(result, case.command, 1, f"cannot write {out}: No space left on device")
+    assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.output], ids=[c.id for c in CASES if c.output])
+def test_output_in_a_missing_directory_exits_1(case, inputs, tmp_path):
+    out = tmp_path / "no-such-dir" / "out.jsonl"
+    result = _run_case(case, inputs, str(getattr(inputs, case.good)), tmp_path, ["-o", str(out)])
+    assert_error(result, case.command, 1, f"cannot write {out}: No such file or directory")
+
+
+def _oom(kind: str):
+    if kind == "MemoryError":
+        return MemoryError()
+    import torch
+
+    return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+@pytest.mark.parametrize("kind", ["MemoryError", "cuda"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.run_good and c.command in
+                                  ("ner-validate", "ner-spans", "ner-tag", "ner-divscore")],
+                         ids=lambda c: c.id)
+def test_out_of_memory_exits_1_with_a_hint(case, kind, inputs, tmp_path, monkeypatch):
+    import nertools.core.jsonl
+
+    def no_memory(*a, **k):
+        raise _oom(kind)
+
+    monkeypatch.setattr(nertools.core.jsonl, "normalize_record", no_memory)
+    out = tmp_path / "out.jsonl"
+    result = _run_case(case, inputs, str(getattr(inputs, case.good)), tmp_path, ["-o", str(out)])
+    assert_error(result, case.command, 1, "out of memory", "lower --batch-tokens/--batch-size")
+    assert listing(tmp_path) == []
+
+
+def test_out_of_memory_check_needs_no_torch(monkeypatch):
+    import sys
+
+    from nertools.cli.common import is_out_of_memory
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert is_out_of_memory(MemoryError()) and not is_out_of_memory(RuntimeError("CUDA out of memory"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_nertools_debug_shows_the_traceback(case, inputs, tmp_path, monkeypatch):
+    """NERTOOLS_DEBUG=1: the error propagates (a traceback) instead of the one-line message."""
+    from nertools.errors import DataError
+
+    monkeypatch.setenv("NERTOOLS_DEBUG", "1")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(_broken(case, inputs))
+    result = _run_case(case, inputs, str(bad), tmp_path)
+    assert isinstance(result.exception, DataError) and f"{bad}:2: " in str(result.exception)
+    assert ": error: " not in result.stderr
+
+
+#: The readers built on nertools.core.jsonl.read_converted (ner-eval, ner-convert --from hf,
+#: ner-dictmatch and ner-retrieve have loops of their own).
+SKIP_COUNTED = [c for c in CASES if c.run_good and c.id in {
+    "ner-validate[INPUT]", "ner-convert[INPUT]", "ner-convert[--from doccano]", "ner-convert[--from gliner]",
+    "ner-spans[INPUT]", "ner-divscore[INPUT]", "ner-pseudo[INPUT]", "ner-tag[INPUT]"}]
+
+
+@pytest.mark.parametrize("case", SKIP_COUNTED, ids=[c.id for c in SKIP_COUNTED])
+def test_all_records_skipped_reports_the_count(case, inputs, tmp_path):
+    """--on-error skip with nothing valid: exit 65 and "no valid records: N skipped (first: ...)"."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"broken\n[1]\n')
+    if "--on-error" not in {o for p in dict(LEAVES)[case.command].params for o in p.opts}:
+        pytest.fail(f"{case.command} has no --on-error")
+    result = _run_case(case, inputs, str(bad), tmp_path, ["--on-error", "skip"])
+    assert_error(result, case.command, 65, f"{bad}: no valid records: 2 skipped (first: {bad}:1: broken JSON")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_non_utf8_input_names_the_byte(case, inputs, tmp_path):
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(inputs.first_line(case.good).encode() + '{"text": "café"}\n'.encode("latin-1"))
+    result = _run_case(case, inputs, str(bad), tmp_path)
+    line = assert_error(result, case.command, 65, f"{bad}:2: not UTF-8 (byte 0xe9 at byte 14 of the line)")
+    assert "surrogates" not in line
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_record_over_the_size_limit_is_refused_before_parsing(case, inputs, tmp_path, monkeypatch):
+    import nertools.core.jsonl
+
+    first = inputs.first_line(case.good)
+    limit = len(first.encode()) + 10
+
+    def no_parse(raw):
+        assert len(raw) <= limit, "a line over the limit reached the parser"
+        return real_loads(raw)
+
+    real_loads = nertools.core.jsonl.orjson.loads
+    monkeypatch.setenv("NERTOOLS_MAX_RECORD_BYTES", str(limit))
+    monkeypatch.setattr(nertools.core.jsonl.orjson, "loads", no_parse)
+    big = tmp_path / "big.jsonl"
+    big.write_text(first + json.dumps({"id": "big", "text": "Paris " * limit}) + "\n")
+    result = _run_case(case, inputs, str(big), tmp_path)
+    assert_error(result, case.command, 65, f"{big}:2: line longer than {limit} bytes", "NERTOOLS_MAX_RECORD_BYTES")

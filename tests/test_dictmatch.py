@@ -282,7 +282,7 @@ def test_cli_end_to_end_and_errors(tmp_path):
     assert r.returncode == 65 and r.stderr.strip().count("\n") <= 1
     assert "<stdin>:2: broken JSON" in r.stderr
     r = run("--dict", str(tmp_path / "missing.tsv"), input="{}\n")
-    assert r.returncode == 65 and "missing.tsv" in r.stderr
+    assert r.returncode == 2 and "missing.tsv" in r.stderr
     assert run(input="{}\n").returncode == 2
     out = tmp_path / "out.jsonl"
     out.write_text("keep me\n")

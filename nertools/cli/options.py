@@ -7,6 +7,7 @@ command needs another wording, never another meaning.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import click
@@ -58,7 +59,19 @@ model_option = _opt(
     "--model", required=True,
     help="Hugging Face name or local folder, a GGUF file, or an alias "
          "(all-minilm-l6-v2, smollm2-135m, gemma-3-270m).")
-device_option = _opt("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)", re.IGNORECASE)
+
+
+def _check_device(ctx, param, value):
+    """``--device`` is checked when the command line is parsed (a usage error, exit 2), before
+    any model loads; whether CUDA is there is checked when the model is put on it."""
+    if value is not None and not DEVICE_RE.fullmatch(value):
+        raise click.BadParameter(f"unknown device {value!r} (auto, cpu, cuda, cuda:N)")
+    return value
+
+
+device_option = _opt("--device", default="auto", show_default=True, callback=_check_device,
+                     help="auto, cpu, cuda or cuda:N.")
 dtype_option = _opt(
     "--dtype", default="auto", show_default=True,
     type=click.Choice(DTYPES + DTYPE_ALIASES, case_sensitive=False),

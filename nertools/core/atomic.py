@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -54,6 +55,17 @@ def file_mode() -> int:
 
 def dir_mode() -> int:
     return 0o777 & ~current_umask()
+
+
+def is_special_file(path: str | os.PathLike) -> bool:
+    """True for an existing target that is not a regular file or directory (``/dev/null``,
+    ``/dev/stdout``, a FIFO): it is written in place, never replaced by a rename (which, run
+    as root, would turn ``/dev/null`` into a regular file)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def temp_file_beside(path: str | os.PathLike, suffix: str = ".part") -> tuple[int, str]:
@@ -101,7 +113,12 @@ def discard_pending() -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[IO[bytes]]:
-    """Write ``path`` atomically: ``with atomic_file(p) as fh: fh.write(b"...")``."""
+    """Write ``path`` atomically: ``with atomic_file(p) as fh: fh.write(b"...")``. A special
+    file (:func:`is_special_file`: a device, a FIFO) is written in place."""
+    if is_special_file(path):
+        with open(path, "wb") as fh:
+            yield fh
+        return
     fd, tmp = temp_file_beside(path)
     fh = os.fdopen(fd, "wb")
     try:

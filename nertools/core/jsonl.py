@@ -17,11 +17,20 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import orjson
 
-from nertools.errors import DataError
-from nertools.core.atomic import commit_file, discard, temp_file_beside
+from nertools.errors import DataError, InputFileError, OutputError, UsageError
+from nertools.core.atomic import commit_file, discard, is_special_file, temp_file_beside
 from nertools.core.record import normalize_record
 
 ON_ERROR_CHOICES = ("fail", "skip", "warn")
+
+#: The longest input line (a JSONL record, a line of a text or specification file) accepted, in bytes,
+#: unless the environment variable ``NERTOOLS_MAX_RECORD_BYTES`` says otherwise. A longer
+#: line is refused (exit 65, naming file:line) before it is parsed: parsing and tokenising a
+#: record takes about 150 times its size in memory.
+DEFAULT_MAX_RECORD_BYTES = 16 << 20
+MAX_RECORD_ENV = "NERTOOLS_MAX_RECORD_BYTES"
+
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -52,13 +61,30 @@ class ErrorPolicy:
             print(f"{prog}: skipped {self.skipped} bad record(s); first: {self.first}",
                   file=self.stream or sys.stderr)
 
+    def no_records(self, name: str) -> DataError:
+        """The error for an input without a single good record: says how many were skipped."""
+        if self.skipped:
+            return DataError(f"no valid records: {self.skipped} skipped (first: {self.first})", path=name)
+        return DataError("no records (empty input)", path=name)
 
-def display_name(path: str | os.PathLike) -> str:
-    return "<stdin>" if str(path) == "-" else str(path)
+
+def display_name(path: str | os.PathLike, *, output: bool = False) -> str:
+    """A path for messages: ``-`` is ``<stdin>`` (``<stdout>`` for an ``output``)."""
+    if str(path) == "-":
+        return "<stdout>" if output else "<stdin>"
+    return str(path)
+
+
+def write_error(name: str, e: OSError) -> OutputError:
+    """``cannot write NAME: No space left on device`` (exit 1) for an OSError while writing."""
+    return OutputError(f"cannot write {name}: {e.strerror or e}")
 
 
 def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
-    """Open ``path`` for binary reading: ``-`` is stdin, ``*.gz`` is decompressed."""
+    """Open ``path`` for binary reading: ``-`` is stdin, ``*.gz`` is decompressed.
+
+    A file that cannot be opened (missing, a directory, no permission) raises
+    :class:`~nertools.errors.InputFileError` (exit 2, like click's own path checks)."""
     p = str(path)
     if p == "-":
         return sys.stdin.buffer
@@ -67,7 +93,67 @@ def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
             return gzip.open(p, "rb")
         return open(p, "rb")
     except OSError as e:
-        raise DataError(f"cannot open: {e.strerror or e}", path=p) from None
+        raise InputFileError(f"cannot open: {e.strerror or e}", path=p) from None
+
+
+def max_record_bytes() -> int:
+    """The line-length limit: ``$NERTOOLS_MAX_RECORD_BYTES`` or :data:`DEFAULT_MAX_RECORD_BYTES`."""
+    value = os.environ.get(MAX_RECORD_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_RECORD_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise UsageError(f"{MAX_RECORD_ENV}={value!r}: expected a positive number of bytes")
+    return limit
+
+
+def too_long(name: str, lineno: int, limit: int) -> DataError:
+    return DataError(f"line longer than {limit} bytes (the record size limit; set {MAX_RECORD_ENV} "
+                     "to raise it)", path=name, line=lineno)
+
+
+def bounded_lines(fh: IO[bytes], limit: int | None = None) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_number, raw_line)`` for each line of ``fh``, reading at most ``limit`` bytes of
+    a line (:func:`max_record_bytes`): a longer line is consumed in bounded pieces and given
+    as ``(line_number, None)``, so that no huge line is ever held in memory."""
+    limit = max_record_bytes() if limit is None else limit
+    lineno = 0
+    while True:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):  # more than limit bytes before the newline
+            raw = None
+            while True:  # skip the rest of the line
+                piece = fh.readline(1 << 20)
+                if not piece or piece.endswith(b"\n"):
+                    break
+        yield lineno, raw
+
+
+def decode_line(raw: bytes, name: str, lineno: int) -> str:
+    """One line of a text file as str: UTF-8, a BOM on line 1 dropped, errors with file:line."""
+    if lineno == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line); "
+                        "convert the file to UTF-8", path=name, line=lineno) from None
+
+
+def _json_error(raw: bytes, err: orjson.JSONDecodeError, name: str, lineno: int) -> DataError:
+    """The error for a line orjson refuses: "not UTF-8 (...)" when that is the cause (orjson
+    words it as a surrogate error at column 1), else "broken JSON: ..."."""
+    try:
+        decode_line(raw, name, lineno)
+    except DataError as e:
+        return e
+    return DataError(f"broken JSON: {err}", path=name, line=lineno)
 
 
 def read_jsonl(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
@@ -81,18 +167,18 @@ def read_jsonl(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
     name = display_name(path)
     fh = open_binary_input(path)
     count = 0
+    limit = max_record_bytes()
     try:
-        lineno = 0
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, raw in bounded_lines(fh, limit):
+            if raw is None:
+                policy.handle(too_long(name, lineno, limit))
+                continue
             if not raw.strip():
                 continue
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
-                policy.handle(DataError(f"broken JSON: {e}", path=name, line=lineno))
-                continue
-            except UnicodeDecodeError:  # pragma: no cover - orjson reports this as JSONDecodeError
-                policy.handle(DataError("not UTF-8", path=name, line=lineno))
+                policy.handle(_json_error(raw, e, name, lineno))
                 continue
             count += 1
             yield lineno, obj
@@ -104,7 +190,7 @@ def read_jsonl(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
         if fh is not sys.stdin.buffer:
             fh.close()
     if count == 0 and not allow_empty:
-        raise DataError("no records (empty input)", path=name)
+        raise policy.no_records(name)
 
 
 def read_converted(path: str | os.PathLike, convert: Callable[[Any, int], Any], *,
@@ -127,7 +213,7 @@ def read_converted(path: str | os.PathLike, convert: Callable[[Any, int], Any], 
         good += 1
         yield item
     if good == 0 and not allow_empty:
-        raise DataError("no records (empty input)", path=name)
+        raise policy.no_records(name)
 
 
 def read_records(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
@@ -170,13 +256,22 @@ class RecordWriter:
         self._limit = buffer_size
         self._tmp: str | None = None
         self._closed = False
+        self._direct = False  # a device or FIFO target, written in place
         if self.path == "-":
             self._fh: IO[bytes] = sys.stdout.buffer
+        elif is_special_file(self.path):
+            try:
+                raw = open(self.path, "wb")
+            except OSError as e:
+                raise self._write_error(e) from None
+            self._fh = gzip.GzipFile(fileobj=raw, mode="wb") if self.path.endswith(".gz") else raw
+            self._raw = raw
+            self._direct = True
         else:
             try:
                 fd, self._tmp = temp_file_beside(self.path)
             except OSError as e:
-                raise DataError(f"cannot write: {e.strerror or e}", path=self.path) from None
+                raise self._write_error(e) from None
             raw = os.fdopen(fd, "wb")
             self._fh = gzip.GzipFile(fileobj=raw, mode="wb") if self.path.endswith(".gz") else raw
             self._raw = raw
@@ -198,11 +293,20 @@ class RecordWriter:
             n += 1
         return n
 
+    def _write_error(self, e: OSError) -> OutputError:
+        return write_error(display_name(self.path, output=True), e)
+
     def flush(self) -> None:
-        if self._buf:
-            self._fh.write(self._buf)
+        try:
+            if self._buf:
+                self._fh.write(self._buf)
+                self._buf.clear()
+            self._fh.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # a full disk, /dev/full, a quota, an I/O error
             self._buf.clear()
-        self._fh.flush()
+            raise self._write_error(e) from None
 
     def close(self) -> None:
         """Write out what is buffered; a file target is then renamed into place."""
@@ -211,33 +315,50 @@ class RecordWriter:
         if self._tmp is None:
             self._closed = True
             self.flush()
+            if self._direct:
+                self._close_direct()
             return
         try:
             self.flush()
             if self._fh is not self._raw:
                 self._fh.close()
             self._raw.close()
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
+                raise self._write_error(e) from None
             raise
         self._closed = True
         try:
             commit_file(self._tmp, self.path)
         except OSError as e:
             discard(self._tmp)
-            raise DataError(f"cannot write: {e.strerror or e}", path=self.path) from None
+            raise self._write_error(e) from None
         finally:
             self._tmp = None
 
+    def _close_direct(self) -> None:
+        try:
+            if self._fh is not self._raw:
+                self._fh.close()
+            self._raw.close()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._write_error(e) from None
+
     def abort(self) -> None:
-        """Write out the complete lines buffered so far (stdout), or discard the temp file."""
+        """Write out the complete lines buffered so far (stdout, a device), or discard the
+        temp file."""
         if self._closed:
             return
         self._closed = True
         if self._tmp is None:
             try:
                 self.flush()
-            except (BrokenPipeError, OSError):
+                if self._direct:
+                    self._close_direct()
+            except (OSError, OutputError):  # BrokenPipeError included
                 pass
             return
         try:

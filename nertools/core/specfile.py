@@ -10,35 +10,25 @@ from typing import Any, Callable, Iterator
 import orjson
 
 from nertools.errors import DataError
-from nertools.core.jsonl import display_name, open_binary_input
-
-
-BOM = b"\xef\xbb\xbf"
-
-
-def decode_line(raw: bytes, name: str, lineno: int) -> str:
-    """One line of a text file as str: UTF-8, a BOM on line 1 dropped, errors with file:line."""
-    if lineno == 1 and raw.startswith(BOM):
-        raw = raw[len(BOM):]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line); "
-                        "convert the file to UTF-8", path=name, line=lineno) from None
+from nertools.core.jsonl import (BOM, bounded_lines, decode_line, display_name, max_record_bytes,  # noqa: F401
+                                 open_binary_input, too_long)
 
 
 def read_text_lines(path: str | os.PathLike) -> Iterator[str]:
     """Text lines (without newline) of a file, ``-`` or ``.gz``; for non-JSON inputs.
 
     UTF-8 only (a UTF-8 byte order mark at the start is dropped, as Notepad and Excel write
-    one); a line that is not UTF-8, or a truncated ``.gz``, raises :class:`DataError` naming
-    the file (and line).
+    one); a line that is not UTF-8, longer than :func:`~nertools.core.jsonl.max_record_bytes`,
+    or a truncated ``.gz``, raises :class:`DataError` naming the file (and line).
     """
     name = display_name(path)
     fh = open_binary_input(path)
     lineno = 0
+    limit = max_record_bytes()
     try:
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, raw in bounded_lines(fh, limit):
+            if raw is None:
+                raise too_long(name, lineno, limit)
             line = decode_line(raw, name, lineno)
             yield line.rstrip("\n").rstrip("\r") if line.endswith("\n") else line
     except (OSError, EOFError) as e:
