@@ -67,7 +67,7 @@ def numbered_records(path: str | os.PathLike, policy: ErrorPolicy | None = None,
         good += 1
         yield lineno, rec
     if good == 0 and not allow_empty:
-        raise DataError("no records (empty input)", path=name)
+        raise policy.no_records(name)
 
 
 def _source(records: str | os.PathLike | Iterable[dict], policy: ErrorPolicy | None):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from nertools.errors import DataError
-from nertools.core.jsonl import ErrorPolicy, display_name, open_binary_input
+from nertools.core.jsonl import (ErrorPolicy, bounded_lines, display_name, max_record_bytes, open_binary_input,
+                                  too_long)
 from nertools.core.specfile import decode_line
 from nertools.core.record import make_span, tokens_from_words
 from nertools.core.tags import canonical_scheme, check_tag, decode, encode
@@ -62,7 +63,11 @@ class _ConllParser:
         fields: list[list[str]] = []
         bad: DataError | None = None
         try:
-            for lineno, raw in enumerate(fh, 1):
+            limit = max_record_bytes()
+            for lineno, raw in bounded_lines(fh, limit):
+                if raw is None:
+                    bad = bad or too_long(self.name, lineno, limit)
+                    continue
                 try:
                     line = decode_line(raw, self.name, lineno)
                 except DataError as e:

@@ -72,7 +72,7 @@ def read_hf(path: str | os.PathLike = "-", *, scheme: str = "auto",
         good += 1
         yield rec
     if good == 0 and not allow_empty:
-        raise DataError("no records (empty input)", path=name)
+        raise policy.no_records(name)
 
 
 def record_to_hf(rec: dict, *, scheme: str | None = None,

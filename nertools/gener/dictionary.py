@@ -335,5 +335,7 @@ def write_dictionary(path: str, entries: Iterable[tuple[str, str, int]]) -> int:
                 fh.write(f"{phrase}\t{label}\t{count}\n".encode("utf-8"))
                 n += 1
     except OSError as e:
-        raise DataError(f"cannot write: {e.strerror or e}", path=str(path)) from None
+        from nertools.core.jsonl import write_error
+
+        raise write_error(str(path), e) from None
     return n

@@ -308,6 +308,7 @@ def annotate_records(matcher: DictionaryMatcher, objs: Iterable[tuple[int, Any]]
     :func:`~nertools.core.record.normalize_record`; otherwise canonical-looking records take the
     fast path (:func:`fast_canonical`). Bad records raise :class:`DataError` with file and line
     (or are skipped per ``policy``)."""
+    good = bad = 0
     for lineno, obj in objs:
         try:
             words = None if strict else fast_canonical(obj, str(lineno))
@@ -323,8 +324,12 @@ def annotate_records(matcher: DictionaryMatcher, objs: Iterable[tuple[int, Any]]
             if policy is None:
                 raise e.located(name, lineno) from None
             policy.handle(e.located(name, lineno))
+            bad += 1
             continue
+        good += 1
         yield yield_rec
+    if bad and not good:
+        raise policy.no_records(name)
 
 
 def dictmatch(path: str | os.PathLike, matcher: DictionaryMatcher, *, strict: bool = False,
