@@ -77,8 +77,8 @@ def _siblings(out: Path) -> list[str]:
                                           ("--weight-decay", "-1"), ("--max-grad-norm", "nan"),
                                           ("--max-grad-norm", "0"), ("--epochs", "inf"),
                                           ("--o-weight", "nan"), ("--warmup-ratio", "nan"),
-                                          ("--threshold", "-inf")])
-def test_d17_nonsense_float_options_are_usage_errors_before_the_model_loads(data, tmp_path, option, value):
+                                          ("--threshold", "-inf"), ("--seed", "-1"), ("--seed", str(2**32))])
+def test_d17_nonsense_numeric_options_are_usage_errors_before_the_model_loads(data, tmp_path, option, value):
     train_path, dev_path = data
     r = _selftrain(["--train", train_path, "--dev", dev_path, "--model", tmp_path / "no-such-model",
                     "--out", tmp_path / "m", option, value])
@@ -91,7 +91,7 @@ def test_d17_library_callers_get_a_usage_error_before_loading(data, tmp_path):
     train_path, dev_path = data
     recs = list(read_records(train_path))
     for bad in ({"lr": float("nan")}, {"lr": -1.0}, {"max_grad_norm": 0.0}, {"o_weight": 2.0},
-                {"batch_size": 0}, {"precision": "fp8"}):
+                {"batch_size": 0}, {"precision": "fp8"}, {"seed": -1}):
         with pytest.raises(UsageError):
             train_tagger(TrainArgs(model="never-loaded", **bad), recs, recs, tmp_path / "m")
     TrainArgs(model="x", lr=1e-4, weight_decay=0.0, threshold=0.5).check()  # sane values pass

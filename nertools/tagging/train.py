@@ -70,7 +70,7 @@ class TrainArgs:
     model: str = field(metadata={"cli": False})   # ner-selftrain --model (shared option)
     self_train: bool = _knob(False, "BOND: stage I on the labels for T_early steps, then "
                                     "teacher/student self-training on soft labels.")
-    seed: int = _knob(42)
+    seed: int = _knob(42, "Seeds the model's new head and the data order.", min=0, max=2**32 - 1)
     lr: float | None = _knob(None, "Peak learning rate [default: 1e-5 with --self-train (BOND), else 5e-5].",
                              min=0, min_open=True)
     batch_size: int = _knob(16, min=1)
