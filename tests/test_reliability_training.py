@@ -157,7 +157,7 @@ def test_d9_without_a_manifest_the_final_write_refuses_and_keeps_the_run(bert, d
     (out / META_FILE).write_text(json.dumps(meta))
     (out / "notes").mkdir()
     before = sorted(p.name for p in out.iterdir())
-    with pytest.raises(NertoolsError, match=r"notes\) that nertools did not write.*--resume"):
+    with pytest.raises(NertoolsError, match=r"nertools did not write \(notes\).*--resume"):
         _fit(bert, data, out, seed=8)
     assert sorted(p.name for p in out.iterdir()) == before and (out / "notes").is_dir()
     assert _siblings(out) == ["old", "old.checkpoint"]  # the finished run waits in its checkpoint
@@ -250,6 +250,27 @@ for name, save in (("torch_save", torch_save), ("safetensors", save_file)):
     assert lines[1].startswith("safetensors SafetensorError None File too large")
     assert write_error(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 2"))
     assert write_error(RuntimeError("something else")) is None
+
+
+def test_d14_ner_selftrain_with_a_real_write_failure_is_one_line(bert, data, tmp_path):
+    """The probe's full-disk case (a torch RuntimeError traceback before): the child process
+    may not write files over 120 kB (EFBIG, the same write path as ENOSPC)."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (120_000, 120_000))
+
+    train_path, dev_path = data
+    out = tmp_path / "m"
+    r = subprocess.run(["ner-selftrain", "--train", str(train_path), "--dev", str(dev_path), "--model", str(bert),
+                        "--out", str(out), "--max-steps", "2", "--batch-size", "8", "--threads", "1", "-q"],
+                       capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"ner-selftrain: error: cannot write the checkpoint {checkpoint_path(out)}: "
+                               "File too large"), r.stderr
+    assert _siblings(out) == []
 
 
 def test_b12_cuda_out_of_memory_is_one_line_with_a_hint(bert, data, tmp_path, monkeypatch):

@@ -44,8 +44,8 @@ from nertools.tagging.tagger import (META_FILE, META_FORMAT, LabelScheme, Specia
                                      is_model_dir, load_token_classifier, make_windows, model_window,
                                      predict_probs, word_pieces, written_files)
 from nertools.training.checkpoint import (CHECKPOINT_SUFFIX, PAUSE_ENV, RunState,  # noqa: F401
-                                          checkpoint_path, foreign_files, rng_state, seed_everything,
-                                          set_rng_state, sha256_file)
+                                          checkpoint_path, foreign_entries_error, foreign_files, rng_state,
+                                          seed_everything, set_rng_state, sha256_file)
 from nertools.training.checkpoint import check_output_paths as _check_output_paths
 from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig  # noqa: F401
 
@@ -148,10 +148,7 @@ def check_output_paths(out: str | os.PathLike, resume: bool) -> None:
     owned = written_files(out) if is_model_dir(out) else None
     foreign = foreign_files(out, owned) if owned is not None else []
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise NertoolsError(f"--out {out} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
-                            f"that nertools did not write ({shown}); retraining replaces the whole "
-                            "directory and would delete them: move them elsewhere or choose another --out")
+        raise foreign_entries_error(out, foreign, " or choose another --out")
 
 
 # --------------------------------------------------------------------------- data

@@ -272,6 +272,16 @@ def foreign_files(directory: str | os.PathLike, owned: Iterable[str]) -> list[st
     return sorted(p.name for p in directory.iterdir() if p.name not in owned)
 
 
+def foreign_entries_error(out: str | os.PathLike, foreign: list[str], advice: str) -> NertoolsError:
+    """The refusal to replace the directory ``out`` that holds the ``foreign`` entries
+    (``advice`` continues "move them elsewhere")."""
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    n = len(foreign)
+    it = "it" if n == 1 else "them"
+    return NertoolsError(f"--out {out} holds {n} entr{'y' if n == 1 else 'ies'} that nertools did not write "
+                         f"({shown}); replacing the directory would delete {it}: move {it} elsewhere{advice}")
+
+
 def config_differences(saved: Any, now: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """``(dotted key, saved value, current value)`` for every leaf where two nested dicts of
     run configuration differ."""

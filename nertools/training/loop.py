@@ -47,7 +47,7 @@ from nertools.core.atomic import atomic_dir
 from nertools.errors import NertoolsError
 from nertools.runtime import progress
 from nertools.training.checkpoint import (RunState, WriteFailed, checkpoint_path, config_differences,
-                                          foreign_files, leftover_temps, load_checkpoint, recover_checkpoint,
+                                          foreign_entries_error, foreign_files, leftover_temps, load_checkpoint, recover_checkpoint,
                                           remove_checkpoint, remove_temps, rng_state, save_checkpoint,
                                           set_rng_state, write_error)
 from nertools.training.signals import SignalGuard
@@ -245,11 +245,6 @@ def cpu_state(model) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _names(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-    return f"{'an entry' if len(names) == 1 else f'{len(names)} entries'} ({shown})"
-
-
 def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
     """The example order of ``epoch``: a permutation that depends on ``seed`` and ``epoch`` only."""
     import torch
@@ -436,10 +431,9 @@ class Trainer:
                 meta = self.task.save(self.model, tmp, self.state)
                 foreign = foreign_files(self.out, owned | set(os.listdir(tmp)))
                 if foreign:
-                    raise NertoolsError(
-                        f"--out {self.out} holds {_names(foreign)} that nertools did not write; "
-                        f"replacing the directory would delete them: move them elsewhere, then rerun "
-                        f"with --resume to write {self.out} from {self.checkpoint_dir} without training again")
+                    raise foreign_entries_error(self.out, foreign, (
+                        f", then rerun with --resume to write {self.out} from {self.checkpoint_dir} "
+                        "without training again"))
         except NertoolsError:
             raise
         except Exception as e:
