@@ -47,9 +47,10 @@ from nertools.core.atomic import atomic_dir
 from nertools.errors import NertoolsError
 from nertools.runtime import progress
 from nertools.training.checkpoint import (RunState, WriteFailed, checkpoint_path, config_differences,
-                                          foreign_entries_error, foreign_files, leftover_temps, load_checkpoint, recover_checkpoint,
-                                          remove_checkpoint, remove_temps, rng_state, save_checkpoint,
-                                          set_rng_state, write_error)
+                                          foreign_entries_error, foreign_files, leftover_temps,
+                                          load_checkpoint, recover_checkpoint, remove_checkpoint,
+                                          remove_temps, rng_state, save_checkpoint, set_rng_state,
+                                          write_error)
 from nertools.training.signals import SignalGuard
 
 if TYPE_CHECKING:  # torch is imported inside the functions
@@ -168,8 +169,7 @@ class Task:
     def config_differences(self, saved: dict, now: dict) -> list[str]:
         """Phrases naming what differs between a checkpoint's :meth:`run_config` and this
         run's (for the refusal to resume); default: the differing keys and values."""
-        return [f"{key} ({_show(a)} in the checkpoint, {_show(b)} now)"
-                for key, a, b in config_differences(saved, now)]
+        return _phrases(config_differences(saved, now))
 
     def oom_hint(self) -> str:
         """What to change when a step runs out of (GPU) memory."""
@@ -225,9 +225,13 @@ def to_device(batch: Any, device) -> Any:
     return batch
 
 
-def _show(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+def _phrases(differences: Sequence[tuple[str, Any, Any]], limit: int = 40) -> list[str]:
+    """``key (saved in the checkpoint, current now)`` for each difference, values shortened."""
+    def show(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= limit else text[:limit - 3] + "..."
+
+    return [f"{key} ({show(a)} in the checkpoint, {show(b)} now)" for key, a, b in differences]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -346,12 +350,10 @@ class Trainer:
         """What differs between a checkpoint's run configuration and this run's: the task's
         phrases, and the trainer's own settings where the task names nothing."""
         if not isinstance(saved, dict) or not {"task", "trainer"} <= set(saved):
-            return "it was written by another version of nertools"
+            return "it holds no run configuration (another version of nertools wrote it)"
         now = self.run_config()
-        found = self.task.config_differences(saved["task"], now["task"])
-        if not found:
-            found = [f"{key} ({_show(a)} in the checkpoint, {_show(b)} now)"
-                     for key, a, b in config_differences(saved["trainer"], now["trainer"])]
+        found = (self.task.config_differences(saved["task"], now["task"])
+                 or _phrases(config_differences(saved["trainer"], now["trainer"])))
         return "; ".join(found) or "the run configuration"
 
     # ---- steps
