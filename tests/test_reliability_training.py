@@ -290,6 +290,22 @@ def test_b12_cuda_out_of_memory_is_one_line_with_a_hint(bert, data, tmp_path, mo
     assert _siblings(tmp_path / "m") == []
 
 
+def test_b12_out_of_memory_when_moving_the_model_is_one_line_too(tmp_path):
+    from test_training_loop import ToyTask, toy_config, toy_model
+
+    from nertools.training import Trainer
+
+    model = toy_model()
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    model.to = oom
+    cfg, device = toy_config()
+    with pytest.raises(NertoolsError, match="out of memory on cpu moving the model there: use a smaller batch"):
+        Trainer(model, ToyTask(), cfg, out=tmp_path / "m", device=device)
+
+
 # ----------------------------------------------------------------------------- D11
 
 

@@ -283,7 +283,8 @@ class Trainer:
         self.resume, self.log = resume, log
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.dtype = autocast_dtype(config.precision, self.device)
-        model.to(self.device)
+        self.state = RunState()
+        self._guard_memory(lambda: model.to(self.device), "moving the model there")
 
         n = task.num_examples()
         if n < 1:
@@ -298,7 +299,6 @@ class Trainer:
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.dtype))
-        self.state = RunState()
         self.best_state: dict | None = None
         self._running = [0.0, 0]  # loss sum and micro-batches since the last evaluation
         self._signals = SignalGuard()  # installed by fit(); critical() holds signals back
@@ -446,7 +446,7 @@ class Trainer:
                               f"{self.checkpoint_dir}: free some space and rerun with --resume") from None
         return meta
 
-    def _guard_memory(self, fn: Callable[[], Any]) -> Any:
+    def _guard_memory(self, fn: Callable[[], Any], when: str | None = None) -> Any:
         """Run ``fn``; running out of GPU memory becomes one line with the task's hint."""
         try:
             return fn()
@@ -454,8 +454,9 @@ class Trainer:
             if not is_out_of_memory(e):
                 raise
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise NertoolsError(f"out of memory on {self.device} after {self.state.step} step(s): "
-                                f"{self.task.oom_hint()} ({first[:120]})") from None
+            when = when or f"after {self.state.step} step(s)"
+            raise NertoolsError(f"out of memory on {self.device} {when}: {self.task.oom_hint()} "
+                                f"({first[:120]})") from None
 
     def _train(self) -> None:
         cfg, state = self.config, self.state
