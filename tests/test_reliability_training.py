@@ -397,7 +397,9 @@ def test_d11_sigterm_while_training_stops_cleanly_and_resume_finishes(bert, data
     try:
         _wait_for(lambda: (checkpoint_path(out) / "state.json").exists(), proc, "the first checkpoint")
         proc.send_signal(signal.SIGTERM)  # in the pause after the checkpoint: the run is not writing
+        sent = time.time()
         _, err = proc.communicate(timeout=120)
+        assert time.time() - sent < 30  # at once, not after the 60 s pause
     finally:
         if proc.poll() is None:
             proc.kill()

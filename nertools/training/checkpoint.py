@@ -38,7 +38,7 @@ CHECKPOINT_SUFFIX = ".checkpoint"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 SUMMARY_FILE = "state.json"
-#: Test hook: seconds to sleep after each checkpoint (lets a test kill a run mid-way).
+#: Test hook: seconds the trainer sleeps after each checkpoint (lets a test kill a run mid-way).
 PAUSE_ENV = "NERTOOLS_CHECKPOINT_PAUSE"
 #: Test hook: seconds to sleep inside each checkpoint write, before it is renamed into place
 #: (lets a test signal a run while it writes).
@@ -192,16 +192,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, best: dic
             if best is not None:
                 torch_save(best, tmp / BEST_FILE)
             (tmp / SUMMARY_FILE).write_text(json.dumps(summary or {}), encoding="utf-8")
-            _pause(WRITE_PAUSE_ENV)
+            pause_for_tests(WRITE_PAUSE_ENV)
     except Exception as e:
         reason = write_error(e)
         if reason is None:
             raise
         raise WriteFailed(f"cannot write the checkpoint {path}: {reason}") from None
-    _pause(PAUSE_ENV)
 
 
-def _pause(env: str) -> None:
+def pause_for_tests(env: str) -> None:
+    """Sleep the seconds the environment variable ``env`` names (test hooks; unset: none)."""
     pause = float(os.environ.get(env, "0") or 0)
     if pause:
         time.sleep(pause)

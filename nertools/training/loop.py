@@ -46,11 +46,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from nertools.core.atomic import atomic_dir
 from nertools.errors import NertoolsError
 from nertools.runtime import progress
-from nertools.training.checkpoint import (RunState, WriteFailed, checkpoint_path, config_differences,
-                                          foreign_entries_error, foreign_files, leftover_temps,
-                                          load_checkpoint, recover_checkpoint, remove_checkpoint,
-                                          remove_temps, rng_state, save_checkpoint, set_rng_state,
-                                          write_error)
+from nertools.training.checkpoint import (PAUSE_ENV, RunState, WriteFailed, checkpoint_path,
+                                          config_differences, foreign_entries_error, foreign_files,
+                                          leftover_temps, load_checkpoint, pause_for_tests,
+                                          recover_checkpoint, remove_checkpoint, remove_temps, rng_state,
+                                          save_checkpoint, set_rng_state, write_error)
 from nertools.training.signals import SignalGuard
 
 if TYPE_CHECKING:  # torch is imported inside the functions
@@ -321,6 +321,7 @@ class Trainer:
             except WriteFailed as e:
                 raise WriteFailed(f"{e}; the previous checkpoint (if any) is kept: free some space "
                                   "and rerun with --resume") from None
+        pause_for_tests(PAUSE_ENV)  # outside the critical block: a test may signal the run here
 
     def restore(self) -> bool:
         """Continue from the checkpoint if there is one; ``False`` when there is none."""
