@@ -117,9 +117,9 @@ def model_runtime_options(fn: Callable) -> Callable:
 def dataclass_options(cls, *, skip: tuple[str, ...] = ()) -> Callable:
     """click options for the fields of the dataclass ``cls`` (the HfArgumentParser idea): a new
     knob is one field. ``--field-name`` per field, in field order, from its type, default and
-    metadata: ``help``, ``min``/``max``/``min_open`` (a range), ``choices``; ``cli=False`` (or
-    a name in ``skip``) leaves a field out. ``bool`` fields are flags; a default other than
-    ``None`` (or ``False`` for flags) is shown in --help.
+    metadata: ``help``, ``min``/``max``/``min_open`` (a range; floats are always finite),
+    ``choices``; ``cli=False`` (or a name in ``skip``) leaves a field out. ``bool`` fields are
+    flags; a default other than ``None`` (or ``False`` for flags) is shown in --help.
     """
     import dataclasses
     import typing
@@ -155,6 +155,22 @@ def _base_type(hint):
     return args[0] if args and typing.get_origin(hint) is not None else hint
 
 
+class FiniteFloat(click.FloatRange):
+    """A float in an optional range that is never ``nan`` or ``inf`` (``--lr nan`` is a usage
+    error, exit 2, and not a failure deep inside training)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
 def _click_type(kind, meta):
     if "choices" in meta:
         return click.Choice(list(meta["choices"]))
@@ -162,7 +178,7 @@ def _click_type(kind, meta):
     if kind is int:
         return click.IntRange(**bounds) if bounds else click.INT
     if kind is float:
-        return click.FloatRange(**bounds) if bounds else click.FLOAT
+        return FiniteFloat(**bounds)
     if kind is str:
         return click.STRING
     raise TypeError(f"no command-line type for {kind!r}")

@@ -30,18 +30,22 @@ Examples:
               help="Training records (JSONL) whose spans are the (gold or pseudo) labels.")
 @click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Dev records with gold spans: model selection and early stopping use their "
-                   "F1 (never use test data here).")
+                   "F1 (never use test data here). A dev set without spans, or without any span of "
+                   "a --train label, is refused (exit 65); dev labels missing from --train give a "
+                   "warning (also kept in nertools.json).")
 @model_option(help="Backbone: Hugging Face name or folder, a GGUF file, or an alias "
                    "(all-minilm-l6-v2, smollm2-135m, gemma-3-270m). Encoders and decoders both work.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (model + tokenizer + nertools.json); replaced "
-                   "atomically at the end.")
+                   "atomically at the end. An existing directory holding files that nertools did "
+                   "not write is refused (they are never deleted).")
 @dataclass_options(TrainArgs)
 @device_option()
 @threads_option()
 @click.option("--resume", is_flag=True,
               help="Continue from OUT.checkpoint (written at every evaluation) if it exists, "
-                   "else start fresh. Without --resume an existing checkpoint is an error.")
+                   "else start fresh. Without --resume an existing checkpoint is an error; a "
+                   "checkpoint of other arguments or data is refused, naming what differs.")
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-selftrain")
@@ -56,6 +60,10 @@ def main(train_path, dev_path, out, threads, resume, on_error, **knobs):
     logits go through log_softmax before the KL loss (the official code feeds raw logits to
     KLDivLoss), and the checkpoint is chosen by dev F1 (the official code picks it by test F1).
     Soft labels: p ~ q^2/f with f the class frequency over the batch, renormalised per word.
+
+    Ctrl-C and SIGTERM stop a run the same way (exit 130, one line); a checkpoint or model
+    write in progress is finished first, so OUT.checkpoint is always complete and --resume
+    continues from it. A full disk or running out of GPU memory is a one-line error (exit 1).
     """
     from nertools.runtime.models import set_threads
     from nertools.tagging.train import check_output_paths, train_tagger

@@ -409,6 +409,17 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 
+def written_files(path: str | os.PathLike) -> set[str] | None:
+    """The entries ``ner-selftrain`` wrote into the model directory ``path`` (the ``files``
+    manifest of its ``nertools.json``); ``None`` when there is none (written by an older
+    nertools, or unreadable)."""
+    try:
+        files = json.loads((Path(path) / META_FILE).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {str(f) for f in files} if isinstance(files, list) else None
+
+
 def read_meta(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_dir():

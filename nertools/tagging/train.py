@@ -37,15 +37,15 @@ from typing import Callable, Sequence
 import orjson
 
 from nertools.core.atomic import atomic_dir, replace_dir, temp_dir_beside  # noqa: F401  (old names)
-from nertools.errors import DataError, NertoolsError
+from nertools.errors import DataError, NertoolsError, UsageError
 from nertools.runtime import progress
 from nertools.tagging import bond
 from nertools.tagging.tagger import (META_FILE, META_FORMAT, LabelScheme, SpecialTokens, Window, collate,
                                      is_model_dir, load_token_classifier, make_windows, model_window,
-                                     predict_probs, word_pieces)
+                                     predict_probs, word_pieces, written_files)
 from nertools.training.checkpoint import (CHECKPOINT_SUFFIX, PAUSE_ENV, RunState,  # noqa: F401
-                                          checkpoint_path, rng_state, seed_everything, set_rng_state,
-                                          sha256_file)
+                                          checkpoint_path, foreign_entries_error, foreign_files, rng_state,
+                                          seed_everything, set_rng_state, sha256_file)
 from nertools.training.checkpoint import check_output_paths as _check_output_paths
 from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig  # noqa: F401
 
@@ -70,15 +70,16 @@ class TrainArgs:
     model: str = field(metadata={"cli": False})   # ner-selftrain --model (shared option)
     self_train: bool = _knob(False, "BOND: stage I on the labels for T_early steps, then "
                                     "teacher/student self-training on soft labels.")
-    seed: int = _knob(42)
-    lr: float | None = _knob(None, "Peak learning rate [default: 1e-5 with --self-train (BOND), else 5e-5].")
+    seed: int = _knob(42, "Seeds the model's new head and the data order.", min=0, max=2**32 - 1)
+    lr: float | None = _knob(None, "Peak learning rate [default: 1e-5 with --self-train (BOND), else 5e-5].",
+                             min=0, min_open=True)
     batch_size: int = _knob(16, min=1)
     grad_accum: int = _knob(1, "Micro-batches per optimiser step.", min=1)
     epochs: float = _knob(3.0, min=0, min_open=True)
     max_steps: int | None = _knob(None, "Optimiser steps (overrides --epochs).", min=1)
     warmup_ratio: float = _knob(0.1, min=0, max=1)
-    weight_decay: float = _knob(0.01)
-    max_grad_norm: float = _knob(1.0)
+    weight_decay: float = _knob(0.01, min=0)
+    max_grad_norm: float = _knob(1.0, "Clip the gradient norm to this.", min=0, min_open=True)
     max_length: int | None = _knob(256, "Model window in sub-tokens (capped by the model). Longer "
                                         "sentences are split into overlapping windows, never truncated.",
                                    min=4)
@@ -102,6 +103,30 @@ class TrainArgs:
                                    "Weights and optimiser stay float32.", choices=CHOICES)
     device: str = field(default="auto", metadata={"cli": False})  # ner-selftrain --device (shared)
 
+    def check(self) -> None:
+        """Refuse values outside the bounds the field metadata declares (the same bounds
+        ``ner-selftrain`` enforces while parsing), and non-finite floats: a
+        :class:`~nertools.errors.UsageError` before any model is loaded."""
+        import dataclasses
+        import math
+
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None or isinstance(value, bool):
+                continue
+            option = "--" + f.name.replace("_", "-")
+            if "choices" in meta and value not in meta["choices"]:
+                raise UsageError(f"{option} {value!r}: choose one of {', '.join(meta['choices'])}")
+            if not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{option} {value}: not a finite number")
+            low, high = meta.get("min"), meta.get("max")
+            if low is not None and (value <= low if meta.get("min_open") else value < low):
+                raise UsageError(f"{option} {value}: must be {'>' if meta.get('min_open') else '>='} {low}")
+            if high is not None and value > high:
+                raise UsageError(f"{option} {value}: must be <= {high}")
+
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
@@ -116,9 +141,14 @@ class TrainArgs:
 
 
 def check_output_paths(out: str | os.PathLike, resume: bool) -> None:
-    """Refuse an ``out`` that is something else than a tagger directory, and an interrupted
-    run's checkpoint without ``resume``."""
+    """Refuse an ``out`` that is something else than a tagger directory, a tagger directory
+    holding entries that nertools did not write (retraining replaces the whole directory,
+    which would delete them), and an interrupted run's checkpoint without ``resume``."""
     _check_output_paths(out, resume, is_model_dir)
+    owned = written_files(out) if is_model_dir(out) else None
+    foreign = foreign_files(out, owned) if owned is not None else []
+    if foreign:
+        raise foreign_entries_error(out, foreign, " or choose another --out")
 
 
 # --------------------------------------------------------------------------- data
@@ -232,6 +262,7 @@ class TaggerTask(Task):
                                                  t_early=args.t_early, t_update=args.t_update,
                                                  threshold=args.threshold)
         self.teacher = None
+        self.warnings: list[str] = []   # about the data; shown on stderr and kept in nertools.json
 
     # ---- data and loss
 
@@ -288,6 +319,35 @@ class TaggerTask(Task):
         return {"args": asdict(self.args), "data": {k: v["sha256"] for k, v in self.fingerprints.items()},
                 "labels": list(self.scheme.labels)}
 
+    def config_differences(self, saved: dict, now: dict) -> list[str]:
+        """``--lr (5e-05 in the checkpoint, 0.001 now)``, ``--train FILE: ...`` and the like."""
+        from nertools.training.checkpoint import config_differences
+
+        found = []
+        for key, old, new in config_differences(saved, now):
+            section, _, name = key.partition(".")
+            if section == "args" and name:
+                found.append(f"--{name.replace('_', '-')} ({old!r} in the checkpoint, {new!r} now)")
+            elif section == "data" and name in self.fingerprints:
+                path = self.fingerprints[name]["path"] or f"the {name} records"
+                flag = f"--{name} " if self.fingerprints[name]["path"] else ""
+                found.append(f"{flag}{path}: its content differs from the {name} data of the checkpoint "
+                             f"(sha256 {str(old)[:12]}... there, {str(new)[:12]}... now)")
+            elif section == "labels":
+                show = lambda v: ", ".join(v) if isinstance(v, list) else repr(v)  # noqa: E731
+                found.append(f"the label set of the training data ({show(old)} in the checkpoint, "
+                             f"{show(new)} now)")
+            else:
+                found.append(f"{key} ({old!r} in the checkpoint, {new!r} now)")
+        return found
+
+    def oom_hint(self) -> str:
+        return ("lower --batch-size (raise --grad-accum to keep the effective batch size) "
+                "or --max-length")
+
+    def owned_files(self, directory: Path) -> set[str] | None:
+        return written_files(directory)
+
     def describe(self) -> str:
         s = self.schedule
         return (f"{self.n_train} train sentences -> {len(self.windows)} windows; labels "
@@ -308,12 +368,11 @@ class TaggerTask(Task):
                 "bond": asdict(self.schedule) if self.schedule else None,
                 "data": self.fingerprints, "dev_metrics": state.best_metrics,
                 "best_step": state.best_step, "best_stage": state.best_stage, "steps_run": state.step,
-                "history": state.history, "selection": "best dev F1 (strict span F1, nertools.evaluation)"}
+                "history": state.history, "selection": "best dev F1 (strict span F1, nertools.evaluation)",
+                "warnings": list(self.warnings)}
 
     def save(self, model, directory: Path, state: RunState) -> dict:
-        meta = self.meta(state)
-        write_model_files(model, self.tokenizer, meta, directory)
-        return meta
+        return write_model_files(model, self.tokenizer, self.meta(state), directory)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -322,11 +381,18 @@ class TaggerTask(Task):
 def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Sequence[dict],
                  out: str | os.PathLike, *, train_path: str | os.PathLike | None = None,
                  dev_path: str | os.PathLike | None = None, resume: bool = False,
-                 log: Callable[[str], None] = progress.log) -> dict:
+                 log: Callable[[str], None] = progress.log,
+                 warn: Callable[[str], None] | None = None) -> dict:
     """Train a tagger on canonical records and write the model directory ``out``; returns its
     ``nertools.json``. ``train_path``/``dev_path`` name the files the records came from (their
     sha256 goes into the metadata, and errors name them). Progress lines go to ``log``
-    (default: stderr, silenced by ``--quiet``)."""
+    (default: stderr, silenced by ``--quiet``); warnings about the data (see
+    :func:`check_dev_labels`) to ``warn`` (default: ``warning: ...`` on stderr, also under
+    ``--quiet``) and into ``nertools.json`` (``warnings``).
+
+    Everything that can be refused without the model is checked before it is loaded: the
+    arguments (:meth:`TrainArgs.check`), ``out`` (:func:`check_output_paths`), the data."""
+    args.check()
     out_path = Path(out)
     check_output_paths(out_path, resume)
     fingerprints = {"train": records_fingerprint(train_records, train_path),
@@ -335,11 +401,15 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
     if not scheme.labels:
         raise DataError("no spans in the training data: nothing to learn",
                         path=None if train_path is None else str(train_path))
+    data_warnings = check_dev_labels(scheme, dev_records, dev_path)
+    for message in data_warnings:
+        (warn or _warn)(message)
 
     seed_everything(args.seed)
     log(f"loading {args.model} ...")
     model, tokenizer = load_token_classifier(args.model, scheme)
     task = TaggerTask(args, model, tokenizer, scheme, train_records, dev_records, fingerprints, log=log)
+    task.warnings = data_warnings
     if task.dropped:
         log(f"note: {task.dropped} overlapping span(s) in the training data were skipped (BIO has no overlaps)")
     n_long = sum(1 for w in task.windows if w.word_start > 0)
@@ -352,15 +422,58 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
     return trainer.fit()
 
 
+def check_dev_labels(scheme: LabelScheme, dev_records: Sequence[dict],
+                     dev_path: str | os.PathLike | None = None) -> list[str]:
+    """Dev spans against the training labels, before any training: the dev F1 selects the
+    model, so a dev set it cannot measure anything on is refused.
+
+    * no dev spans at all, or none whose label is a training label: a :class:`DataError`
+      (the dev F1 would be 0 at every evaluation and pick an arbitrary model);
+    * some dev labels missing from the training data (a PER/PERSON mismatch, a type the
+      pseudo labels never found): returns one warning naming them (their spans can only be
+      misses, so the dev F1 is deflated).
+    """
+    from collections import Counter
+
+    where = None if dev_path is None else str(dev_path)
+    counts = Counter(s["label"] for r in dev_records for s in r.get("spans", []))
+    if not counts:
+        raise DataError("no spans in the dev data: model selection and early stopping need gold "
+                        "entities (the dev F1 would be 0 at every evaluation)", path=where)
+    known = set(scheme.labels)
+    unseen = sorted(lab for lab in counts if lab not in known)
+    if len(unseen) == len(counts):
+        raise DataError(f"none of the dev labels ({', '.join(sorted(counts))}) is a label of the training "
+                        f"data ({', '.join(scheme.labels)}): the dev F1 would be 0 at every evaluation",
+                        path=where)
+    if not unseen:
+        return []
+    n = sum(counts[lab] for lab in unseen)
+    return [f"{where or 'dev'}: label(s) {', '.join(unseen)} ({n} of {sum(counts.values())} dev spans) "
+            f"never occur in the training data (labels: {', '.join(scheme.labels)}); the tagger cannot "
+            "predict them, so the dev F1 counts them as misses"]
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 #: The name the tests and older callers use.
 train = train_tagger
 
 
-def write_model_files(model, tokenizer, meta: dict, directory: Path) -> None:
-    """Model + tokenizer + ``nertools.json`` into ``directory``."""
+def write_model_files(model, tokenizer, meta: dict, directory: Path) -> dict:
+    """Model + tokenizer + ``nertools.json`` into the empty ``directory``; returns the meta
+    written, whose ``files`` lists every entry written (the manifest that tells a retrain
+    which entries of an existing directory are nertools' own, see
+    :func:`nertools.tagging.tagger.written_files`)."""
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    meta = dict(meta, files=sorted(set(os.listdir(directory)) | {META_FILE}))
     (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
 
 
 def save_model_dir(model, tokenizer, meta: dict, out: str | os.PathLike) -> None:

@@ -16,7 +16,14 @@ The loop owns what every fine-tuning run needs and gets right once:
   continues from it and reproduces the uninterrupted run;
 * at the end the best model is written by the task into a temporary directory beside
   ``out`` that replaces ``out`` by renames (:func:`nertools.core.atomic.atomic_dir`), and the
-  checkpoint is deleted.
+  checkpoint is deleted. Files in an existing ``out`` that the task did not write
+  (:meth:`Task.owned_files`, else what it writes now) are never deleted: the run stops with
+  an error naming them and keeps the checkpoint (move them, then ``resume`` to finish);
+* SIGTERM stops a run like Ctrl-C, and neither signal interrupts a checkpoint or model
+  write (:mod:`nertools.training.signals`); a failed write (disk full) and running out of
+  GPU memory are one-line :class:`~nertools.errors.NertoolsError` messages (the latter with
+  :meth:`Task.oom_hint`); temporary directories an earlier killed run left beside ``out``
+  are removed when a run succeeds.
 
 The task is the plug-in: it owns the model's inputs and outputs. It turns example indices
 into a batch, computes the loss of a batch, scores the model on dev and writes the model
@@ -30,6 +37,7 @@ BCE/CE over the batch's labels) or a seq2seq/causal generator each fit this shap
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +46,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from nertools.core.atomic import atomic_dir
 from nertools.errors import NertoolsError
 from nertools.runtime import progress
-from nertools.training.checkpoint import (RunState, checkpoint_path, load_checkpoint, remove_checkpoint,
-                                          rng_state, save_checkpoint, set_rng_state)
+from nertools.training.checkpoint import (PAUSE_ENV, RunState, WriteFailed, checkpoint_path,
+                                          config_differences, foreign_entries_error, foreign_files,
+                                          leftover_temps, load_checkpoint, pause_for_tests,
+                                          recover_checkpoint, remove_checkpoint, remove_temps, rng_state,
+                                          save_checkpoint, set_rng_state, write_error)
+from nertools.training.signals import SignalGuard
 
 if TYPE_CHECKING:  # torch is imported inside the functions
     import torch
@@ -148,6 +160,21 @@ class Task:
         """Optimizer parameter groups; ``None`` uses :func:`parameter_groups`."""
         return None
 
+    def owned_files(self, directory: Path) -> set[str] | None:
+        """The entries of an existing output ``directory`` that this task wrote there (e.g. a
+        manifest in its metadata); ``None``: not known, only what :meth:`save` writes now
+        counts as the task's. Anything else in ``directory`` is the user's and is kept."""
+        return None
+
+    def config_differences(self, saved: dict, now: dict) -> list[str]:
+        """Phrases naming what differs between a checkpoint's :meth:`run_config` and this
+        run's (for the refusal to resume); default: the differing keys and values."""
+        return _phrases(config_differences(saved, now))
+
+    def oom_hint(self) -> str:
+        """What to change when a step runs out of (GPU) memory."""
+        return "use a smaller batch size"
+
 
 # --------------------------------------------------------------------------- precision
 
@@ -198,6 +225,25 @@ def to_device(batch: Any, device) -> Any:
     return batch
 
 
+def _phrases(differences: Sequence[tuple[str, Any, Any]], limit: int = 40) -> list[str]:
+    """``key (saved in the checkpoint, current now)`` for each difference, values shortened."""
+    def show(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= limit else text[:limit - 3] + "..."
+
+    return [f"{key} ({show(a)} in the checkpoint, {show(b)} now)" for key, a, b in differences]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA (or other accelerator) out-of-memory error from torch."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    first = str(exc).strip().splitlines()[0].lower() if str(exc).strip() else ""
+    return isinstance(exc, RuntimeError) and "out of memory" in first
+
+
 def cpu_state(model) -> dict:
     """A detached CPU copy of ``model``'s state dict."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -237,7 +283,8 @@ class Trainer:
         self.resume, self.log = resume, log
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.dtype = autocast_dtype(config.precision, self.device)
-        model.to(self.device)
+        self.state = RunState()
+        self._guard_memory(lambda: model.to(self.device), "moving the model there")
 
         n = task.num_examples()
         if n < 1:
@@ -252,9 +299,9 @@ class Trainer:
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.dtype))
-        self.state = RunState()
         self.best_state: dict | None = None
         self._running = [0.0, 0]  # loss sum and micro-batches since the last evaluation
+        self._signals = SignalGuard()  # installed by fit(); critical() holds signals back
 
     # ---- checkpoints
 
@@ -266,19 +313,28 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "task": self.task.state_dict(), "run_state": asdict(self.state), "rng": rng_state(),
                  "run_config": self.run_config()}
-        save_checkpoint(self.checkpoint_dir, saved, best=self.best_state,
-                        summary={"step": self.state.step, "total_steps": self.total_steps,
-                                 "best_f1": self.state.best_f1})
+        with self._signals.critical():
+            try:
+                save_checkpoint(self.checkpoint_dir, saved, best=self.best_state,
+                                summary={"step": self.state.step, "total_steps": self.total_steps,
+                                         "best_f1": self.state.best_f1})
+            except WriteFailed as e:
+                raise WriteFailed(f"{e}; the previous checkpoint (if any) is kept: free some space "
+                                  "and rerun with --resume") from None
+        pause_for_tests(PAUSE_ENV)  # outside the critical block: a test may signal the run here
 
     def restore(self) -> bool:
         """Continue from the checkpoint if there is one; ``False`` when there is none."""
         ckpt = self.checkpoint_dir
+        if recover_checkpoint(ckpt):
+            self.log(f"note: put back the checkpoint {ckpt} that a killed run had left aside")
         if not ckpt.exists():
             self.log(f"note: no checkpoint at {ckpt}; starting a fresh run")
             return False
         saved, best = load_checkpoint(ckpt)
         if saved.get("run_config") != self.run_config():
-            raise NertoolsError(f"{ckpt} was written by a run with other arguments or data; "
+            raise NertoolsError(f"{ckpt} was written by a run with other arguments or data: "
+                                f"{self.describe_differences(saved.get('run_config'))}; "
                                 "delete it or rerun with the same options")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -290,6 +346,16 @@ class Trainer:
         set_rng_state(saved["rng"])
         self.log(f"resumed from {ckpt} at step {self.state.step}/{self.total_steps}")
         return True
+
+    def describe_differences(self, saved: dict | None) -> str:
+        """What differs between a checkpoint's run configuration and this run's: the task's
+        phrases, and the trainer's own settings where the task names nothing."""
+        if not isinstance(saved, dict) or not {"task", "trainer"} <= set(saved):
+            return "it holds no run configuration (another version of nertools wrote it)"
+        now = self.run_config()
+        found = (self.task.config_differences(saved["task"], now["task"])
+                 or _phrases(config_differences(saved["trainer"], now["trainer"])))
+        return "; ".join(found) or "the run configuration"
 
     # ---- steps
 
@@ -338,22 +404,60 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train, select, write ``out``; returns what :meth:`Task.save` returned."""
-        if self.resume:
-            self.restore()
-        desc = self.task.describe()
-        self.log((f"{desc}; " if desc else "") + f"{self.steps_per_epoch} steps/epoch; "
-                 f"{self.total_steps} steps; lr {self.config.lr:g}")
-        started = time.time()
-        self._train()
-        if self.best_state is None:  # resumed from a finished checkpoint without best.pt
-            self.evaluate()
-        self.model.load_state_dict(self.best_state)
-        self.log(f"trained {self.state.step} steps in {time.time() - started:.0f}s; best dev "
-                 f"{self.task.metric_label} {self.state.best_f1:.2f} at step {self.state.best_step}")
-        with atomic_dir(self.out, fsync=True) as tmp:
-            meta = self.task.save(self.model, tmp, self.state)
-        remove_checkpoint(self.checkpoint_dir)
+        with self._signals:
+            leftovers = leftover_temps(self.out)  # of an earlier killed run; removed on success
+            if self.resume:
+                self.restore()
+            desc = self.task.describe()
+            self.log((f"{desc}; " if desc else "") + f"{self.steps_per_epoch} steps/epoch; "
+                     f"{self.total_steps} steps; lr {self.config.lr:g}")
+            started = time.time()
+            self._guard_memory(self._train)
+            if self.best_state is None:  # resumed from a finished checkpoint without best.pt
+                self._guard_memory(self.evaluate)
+            self.model.load_state_dict(self.best_state)
+            self.log(f"trained {self.state.step} steps in {time.time() - started:.0f}s; best dev "
+                     f"{self.task.metric_label} {self.state.best_f1:.2f} at step {self.state.best_step}")
+            meta = self.write_output()
+            with self._signals.critical():
+                remove_checkpoint(self.checkpoint_dir)
+                remove_temps(leftovers)
+            return meta
+
+    def write_output(self) -> dict:
+        """The task writes the model into a temporary directory that then replaces ``out``
+        (signals held back). Refused, keeping ``out`` and the checkpoint, when ``out`` holds
+        entries the task did not write, or when the write fails."""
+        owned = (self.task.owned_files(self.out) if self.out.is_dir() else None) or set()
+        try:
+            with self._signals.critical(), atomic_dir(self.out, fsync=True) as tmp:
+                meta = self.task.save(self.model, tmp, self.state)
+                foreign = foreign_files(self.out, owned | set(os.listdir(tmp)))
+                if foreign:
+                    raise foreign_entries_error(self.out, foreign, (
+                        f", then rerun with --resume to write {self.out} from {self.checkpoint_dir} "
+                        "without training again"))
+        except NertoolsError:
+            raise
+        except Exception as e:
+            reason = write_error(e)
+            if reason is None:
+                raise
+            raise WriteFailed(f"cannot write {self.out}: {reason}; the trained run is kept in "
+                              f"{self.checkpoint_dir}: free some space and rerun with --resume") from None
         return meta
+
+    def _guard_memory(self, fn: Callable[[], Any], when: str | None = None) -> Any:
+        """Run ``fn``; running out of GPU memory becomes one line with the task's hint."""
+        try:
+            return fn()
+        except RuntimeError as e:
+            if not is_out_of_memory(e):
+                raise
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            when = when or f"after {self.state.step} step(s)"
+            raise NertoolsError(f"out of memory on {self.device} {when}: {self.task.oom_hint()} "
+                                f"({first[:120]})") from None
 
     def _train(self) -> None:
         cfg, state = self.config, self.state
