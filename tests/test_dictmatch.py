@@ -339,6 +339,12 @@ def test_stable_output_ncbi_dev(shared_data, tmp_path):
     digest = hashlib.sha256(json.dumps(spans).encode()).hexdigest()[:16]
     assert (len(spans), sum(1 for s in spans if s[4] == "dictmatch-abbrev"), digest) == \
         STABLE_NCBI_DEV
+    # ... and what it is worth against the dev gold (measured: P 0.637, R 0.565, 445 of 787 correct)
+    from nertools.evaluation import evaluate
+
+    micro = evaluate(shared_data / "ncbi_disease" / "dev.jsonl", recs)["micro"]
+    assert micro["support"] == 787 and micro["predicted"] == 699
+    assert micro["precision"] > 0.62 and micro["recall"] > 0.55
 
 
 #: (spans, spans from rule 8, sha256 prefix of the span list) -- see README "ner-dictmatch".
