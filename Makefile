@@ -7,9 +7,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
-# Exact versions the suite passes with (`make constraints` refreshes them); `CONSTRAINTS=`
-# installs from pyproject's ranges instead (needed with another TORCH).
-CONSTRAINTS ?= constraints.txt
+# Exact versions the suite passes with (`make constraints` refreshes them). `CONSTRAINTS=`
+# installs from pyproject's ranges instead, as does another TORCH (`make TORCH=torch==2.5.1 setup`).
+CONSTRAINTS ?= $(if $(filter file,$(origin TORCH)),constraints.txt)
 # The project's machines keep their CPU torch wheel in /opt/wheels. pip looks there only through
 # a user's pip config, which a fresh HOME (CI) lacks; without it torch 2.13.0 would come from
 # PyPI with several GB of CUDA packages.
