@@ -23,3 +23,46 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is not available")
     return path
+
+
+# --- In CI a skip is a failure ---------------------------------------------------------------
+# CI sets CI=true. A skipped test there means something the suite needs is missing (../shared, a
+# model package, a tool): the run fails and lists every skip, including module-level
+# importorskip and fixture skips, so a green CI never hides untested code.
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+_SKIPS: list[str] = []
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: reason")
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPS.append(f"{report.nodeid}: {_skip_reason(report)}")
+
+
+def pytest_collectreport(report):
+    if report.skipped:
+        _SKIPS.append(f"{report.nodeid} (whole module): {_skip_reason(report)}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _in_ci() and _SKIPS and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _in_ci() and _SKIPS:
+        terminalreporter.section("skipped tests fail in CI (CI is set)", sep="=", red=True, bold=True)
+        for line in _SKIPS:
+            terminalreporter.line(f"SKIPPED (counts as a failure) {line}", red=True)
+        terminalreporter.line(f"{len(_SKIPS)} skip(s): install what they need (make models, ../shared) "
+                              "or unset CI to run locally with skips")

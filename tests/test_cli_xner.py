@@ -64,6 +64,19 @@ def test_2way_with_progress_and_label_word(candidates, tmp_path):
     cands = [c for r in out for c in r["candidates"]]
     assert cands and all(set(c["scores"]) == {"PER", "LOC"} and
                          all(math.isfinite(v) and v >= -1e-6 for v in c["scores"].values()) for c in cands)
+    # the label words take part: --label-word PER=human and the seeds file's third column
+    # (LOC "place") each change their label's scores; without either, the same seeds score differently
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("PER\tMasaki Yoshida\nLOC\tSingapore\n")
+    p = run(["ner-divscore", "--model", str(TINY), "--seeds", str(plain), "--batch-tokens", "512",
+             "--no-progress"], candidates)
+    assert p.returncode == 0, p.stderr
+    base = [c for line in p.stdout.splitlines() for c in json.loads(line)["candidates"]]
+    assert [(c["token_start"], c["token_end"]) for c in base] == [(c["token_start"], c["token_end"]) for c in cands]
+    for label in ("PER", "LOC"):
+        changed = sum(1 for a, b in zip(cands, base)
+                      if not math.isclose(a["scores"][label], b["scores"][label], rel_tol=1e-6, abs_tol=1e-9))
+        assert changed >= len(cands) // 2, (label, changed, len(cands))
 
 
 @pytest.mark.parametrize("args,code,msg", [  # malformed command-line values are usage errors: 2

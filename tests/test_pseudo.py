@@ -208,7 +208,8 @@ def test_cli_file_equals_stdin_and_output_file(tmp_path):
     p = write(tmp_path, corpus())
     out_file = tmp_path / "out.jsonl"
     res = run_cli([str(p), "--threshold", "0.3", "--all", "-o", str(out_file)])
-    assert res.returncode == 0, res.stderr and res.stdout == ""
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ""  # with -o the records go to the file only
     from_file = [o for _, o in read_jsonl(out_file)]
     res2 = run_cli(["-", "--threshold", "0.3", "--all"], stdin=p.read_text())
     assert [json.loads(x) for x in res2.stdout.splitlines()] == from_file

@@ -107,6 +107,22 @@ def test_start_end_representation(tiny_encoder_dir, encoder, corpus, tmp_path):
     assert index.manifest["dim"] == 64
     hits = query_index(index, [make_question("PER")], top_k=4, encoder=encoder)[0]
     assert len(hits) == 4 and hits[0].question.text == "Which person?"
+    # a stored vector is the first and last sub-token states of the phrase, side by side
+    words = [s.split() for s in SENTENCES]
+    spans = np.concatenate([np.asarray(s) for s in index.spans])
+    vecs = np.concatenate([np.asarray(v, dtype=np.float32) for v in index.vectors])
+    multi = [i for i, (_, a, b) in enumerate(spans) if b > a]
+    k = multi[len(multi) // 2]
+    sent, a, b = spans[k]
+    fresh, _ = encoder.encode_spans([words[sent]], [[(int(a), int(b) + 1)]], span_repr="start-end")
+    np.testing.assert_allclose(vecs[k], fresh[0], atol=2e-3)
+    # the top hit is the arg-max of the cosine with the question's (doubled) vector
+    qv = encoder.encode_texts([hits[0].question.text], "start-end")[0]
+    assert qv.shape == (64,)
+    best = int(np.argmax(vecs @ qv))
+    assert (hits[0].sentence, hits[0].token_start, hits[0].token_end) == tuple(int(x) for x in spans[best])
+    assert hits[0].score == pytest.approx(float(vecs[best] @ qv), abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def test_incremental_rebuild_and_refusals(tiny_encoder_dir, encoder, corpus, tmp_path):

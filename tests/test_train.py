@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -204,16 +205,34 @@ def test_cli_errors(tmp_path, toy_data):
 # ----------------------------------------------------------------------------- BOND, atomic save, resume
 
 
-def test_bond_training_in_process(tiny_bert, toy_data, tmp_path):
+def test_bond_training_in_process(tiny_bert, toy_data, tmp_path, monkeypatch):
     train_path, dev_path = toy_data
     torch.set_num_threads(1)
     args = TrainArgs(model=str(tiny_bert), lr=3e-3, max_steps=24, eval_every=4, self_train=True,
                      t_early=12, t_update=4, threshold=0.5, o_weight=0.5, patience=0, batch_size=16)
     records = list(read_records(train_path))
+    # stage II must really learn from the teacher: count the loss functions each step calls
+    from nertools.tagging import bond
+
+    calls = Counter()
+
+    def counted(fn):
+        def wrapper(*a, **k):
+            calls[fn.__name__] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    for name in ("weighted_cross_entropy", "soft_labels", "kl_loss"):
+        monkeypatch.setattr(bond, name, counted(getattr(bond, name)))
+    logs: list[str] = []
     meta = train(args, records, list(read_records(dev_path)), str(tmp_path / "bond"),
-                 train_path=str(train_path), dev_path=str(dev_path), log=lambda m: None)
+                 train_path=str(train_path), dev_path=str(dev_path), log=logs.append)
     assert meta["bond"] == {"t_early": 12, "t_update": 4, "threshold": 0.5}
     assert [h["stage"] for h in meta["history"]] == [1, 1, 1, 2, 2, 2]
+    # steps 1-12 cross-entropy on the given labels, steps 13-24 KL to the teacher's soft labels,
+    # the teacher copied from the student before steps 13, 17 and 21
+    assert calls == {"weighted_cross_entropy": 12, "soft_labels": 12, "kl_loss": 12}
+    assert [m for m in logs if "teacher <- student" in m] == [f"step {s}: teacher <- student" for s in (13, 17, 21)]
     assert meta["steps_run"] == 24
     assert Tagger.load(tmp_path / "bond", device="cpu").scheme.labels == ("LOC", "ORG", "PER")
 
@@ -324,3 +343,13 @@ def test_decoder_backbone_trains_and_tags(toy_data, tmp_path):
     assert type(tagger.model).__name__ == "LlamaForTokenClassification"
     recs = list(tagger.tag(list(read_records(dev_path))[:5]))
     assert len(recs) == 5 and all(isinstance(r["spans"], list) for r in recs)
+    # the body is the source model's, fine-tuned: every base weight moved, by at most what 4
+    # AdamW steps at lr <= 3e-3 (linear decay) can move it -- a fresh random body would be ~0.1 off
+    source = LlamaForCausalLM.from_pretrained(folder).base_model.state_dict()
+    trained = tagger.model.base_model.state_dict()
+    assert trained.keys() == source.keys()
+    moved = {k: (trained[k].float() - source[k].float()).abs().max().item() for k in source}
+    assert max(moved.values()) <= 4 * args.lr, moved
+    assert moved["embed_tokens.weight"] > 0 and moved["layers.0.mlp.up_proj.weight"] > 0
+    # and it learns: the training loss of steps 3-4 is below that of steps 1-2 (1.57 vs 1.83)
+    assert meta["history"][-1]["loss"] < meta["history"][0]["loss"]
