@@ -156,6 +156,28 @@ def _json_error(raw: bytes, err: orjson.JSONDecodeError, name: str, lineno: int)
     return DataError(f"broken JSON: {err}", path=name, line=lineno)
 
 
+def raw_lines(path: str | os.PathLike, name: str | None = None) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_number, raw_line)`` of a file, ``-`` or ``.gz``, as :func:`bounded_lines` gives
+    them (``None`` for a line over the record size limit). The file is closed at the end (stdin
+    is left open); a read error or a truncated ``.gz`` is a :class:`DataError` naming the file
+    and the line it stopped at."""
+    name = name or display_name(path)
+    fh = open_binary_input(path)
+    lineno = 0
+    try:
+        for lineno, raw in bounded_lines(fh):
+            yield lineno, raw
+    except (OSError, EOFError) as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        why = (f"{e} (truncated .gz?)" if isinstance(e, EOFError)
+               else str(e.strerror or e) if isinstance(e, OSError) else str(e))
+        raise DataError(f"cannot read: {why}", path=name, line=lineno + 1) from None
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+
+
 def read_jsonl(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
                allow_empty: bool = False) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, parsed_object)`` for each non-blank line of a JSONL file.
@@ -165,30 +187,20 @@ def read_jsonl(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
     """
     policy = policy or ErrorPolicy()
     name = display_name(path)
-    fh = open_binary_input(path)
     count = 0
-    limit = max_record_bytes()
-    try:
-        for lineno, raw in bounded_lines(fh, limit):
-            if raw is None:
-                policy.handle(too_long(name, lineno, limit))
-                continue
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                policy.handle(_json_error(raw, e, name, lineno))
-                continue
-            count += 1
-            yield lineno, obj
-    except (OSError, EOFError) as e:
-        if isinstance(e, BrokenPipeError):
-            raise
-        raise DataError(f"cannot read: {e}", path=name) from None
-    finally:
-        if fh is not sys.stdin.buffer:
-            fh.close()
+    for lineno, raw in raw_lines(path, name):
+        if raw is None:
+            policy.handle(too_long(name, lineno, max_record_bytes()))
+            continue
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            policy.handle(_json_error(raw, e, name, lineno))
+            continue
+        count += 1
+        yield lineno, obj
     if count == 0 and not allow_empty:
         raise policy.no_records(name)
 

@@ -4,14 +4,13 @@ dictionaries, stop words), read with file:line errors."""
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Callable, Iterator
 
 import orjson
 
 from nertools.errors import DataError
-from nertools.core.jsonl import (BOM, bounded_lines, decode_line, display_name, max_record_bytes,  # noqa: F401
-                                 open_binary_input, too_long)
+from nertools.core.jsonl import BOM, decode_line  # noqa: F401  (re-exported: the text-line rules live in core.jsonl)
+from nertools.core.jsonl import display_name, max_record_bytes, raw_lines, too_long
 
 
 def read_text_lines(path: str | os.PathLike) -> Iterator[str]:
@@ -22,24 +21,11 @@ def read_text_lines(path: str | os.PathLike) -> Iterator[str]:
     or a truncated ``.gz``, raises :class:`DataError` naming the file (and line).
     """
     name = display_name(path)
-    fh = open_binary_input(path)
-    lineno = 0
-    limit = max_record_bytes()
-    try:
-        for lineno, raw in bounded_lines(fh, limit):
-            if raw is None:
-                raise too_long(name, lineno, limit)
-            line = decode_line(raw, name, lineno)
-            yield line.rstrip("\n").rstrip("\r") if line.endswith("\n") else line
-    except (OSError, EOFError) as e:
-        if isinstance(e, BrokenPipeError):
-            raise
-        raise DataError(f"cannot read: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
-                        + (" (truncated .gz?)" if isinstance(e, EOFError) else ""),
-                        path=name, line=lineno + 1 if lineno else None) from None
-    finally:
-        if fh is not sys.stdin.buffer:
-            fh.close()
+    for lineno, raw in raw_lines(path, name):
+        if raw is None:
+            raise too_long(name, lineno, max_record_bytes())
+        line = decode_line(raw, name, lineno)
+        yield line.rstrip("\n").rstrip("\r") if line.endswith("\n") else line
 
 
 def read_small_table(path: str | os.PathLike, parse_json: Callable[[dict], Any],
