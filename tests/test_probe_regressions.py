@@ -729,10 +729,8 @@ def test_d6_docstart_token_round_trips(tmp_path):
     conll, back = tmp_path / "d.conll", tmp_path / "back.jsonl"
     assert invoke("ner-convert", ["-f", "jsonl", "-t", "conll", str(src), "-o", str(conll)]).exit_code == 0
     r = invoke("ner-convert", ["-f", "conll", "-t", "jsonl", str(conll), "-o", str(back)])
-    if r.exit_code == 0:
-        assert [t["text"] for t in json.loads(back.read_text())["tokens"]] == ["Go", "-DOCSTART-", "now"]
-    else:  # refused, never silently dropped
-        assert_error(r, "ner-convert", 65)
+    assert r.exit_code == 0, r.stderr
+    assert [t["text"] for t in json.loads(back.read_text())["tokens"]] == ["Go", "-DOCSTART-", "now"]
 
 
 def test_d20_truncated_conll_gz_is_a_data_error(tmp_path):
@@ -860,3 +858,64 @@ def test_d9_retraining_keeps_foreign_files(inputs, tmp_path):
     r = _train(inputs, out)
     assert (out / "MY_NOTES.txt").read_text() == "notes\n", r.stderr
     assert r.exit_code == 0 or "MY_NOTES.txt" in r.stderr, r.stderr
+
+
+# ----------------------------------------------------------------------------- what held up well
+
+def test_foreign_out_directory_is_refused(inputs, tmp_path):
+    """A non-empty directory that is not ours is refused by ner-selftrain and ner-retrieve
+    index, and left as it was."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "mine.txt").write_text("keep\n")
+    r = invoke("ner-selftrain", ["--train", str(inputs.train), "--dev", str(inputs.train), "--model",
+                                 str(inputs.model), "--out", str(user), "--max-steps", "1", *CPU])
+    assert_error(r, "ner-selftrain", 1, str(user))
+    r = invoke("ner-retrieve index", _index_args(inputs.records, user, inputs.model))
+    assert_error(r, "ner-retrieve index", 1, str(user))
+    assert listing(user) == ["mine.txt"] and (user / "mine.txt").read_text() == "keep\n"
+
+
+def test_index_refuses_an_edited_corpus_and_changed_settings(inputs, tmp_path):
+    idx = tmp_path / "idx"
+    corpus = tmp_path / "c.jsonl"
+    shutil.copy(inputs.records, corpus)
+    assert invoke("ner-retrieve index", _index_args(corpus, idx, inputs.model)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in idx.iterdir()}
+    r = invoke("ner-retrieve index", [*_index_args(corpus, idx, inputs.model), "--max-span-len", "2"])
+    assert_error(r, "ner-retrieve index", 1, "other settings")
+    lines = corpus.read_text().splitlines()
+    lines[1] = lines[1].replace("Carl", "Karl")
+    corpus.write_text("\n".join(lines) + "\n")
+    assert_error(invoke("ner-retrieve index", _index_args(corpus, idx, inputs.model)), "ner-retrieve index", 1,
+                 "changed since")
+    assert {p.name: p.read_bytes() for p in idx.iterdir()} == before
+
+
+@pytest.mark.parametrize("damage", ["truncated-vectors", "missing-spans", "truncated-sentences", "broken-manifest",
+                                    "truncated-idx"])
+def test_query_reports_a_damaged_index(damage, inputs, tmp_path):
+    idx = tmp_path / "idx"
+    shutil.copytree(inputs.index, idx)
+    name = {"truncated-vectors": "vectors-00000.npy", "missing-spans": "spans-00000.npy",
+            "truncated-sentences": "sentences.jsonl", "broken-manifest": "manifest.json",
+            "truncated-idx": "sentences.idx.npy"}[damage]
+    f = idx / name
+    if damage == "missing-spans":
+        f.unlink()
+    else:
+        data = f.read_bytes()
+        f.write_bytes(data[: len(data) // 2])
+    r = invoke("ner-retrieve query", ["--index", str(idx), "--label", "LOC", "--top-k", "50", *CPU])
+    assert_error(r, "ner-retrieve query", 65, "corrupted or incomplete")
+
+
+@pytest.mark.parametrize("command", ["ner-divscore", "ner-tag", "ner-selftrain", "ner-retrieve index",
+                                     "ner-retrieve query"])
+def test_cuda_without_cuda_is_a_clear_error(command, inputs, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    case = next(c for c in CASES if c.command == command)
+    r = _run_case(case, inputs, str(getattr(inputs, case.good)), tmp_path, ["--device", "cuda"])
+    assert_error(r, command, 1, "CUDA is not available")
