@@ -543,6 +543,16 @@ HEAD_RUNS = {
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
+#: More of the probe's pipe variants: (name, shell command before ``| head -1``).
+HEAD_VARIANTS = {
+    "convert-jsonl-to-conll": "ner-convert -f jsonl -t conll {big}",
+    "convert-conll-to-jsonl": "ner-convert -f conll -t jsonl {conll}",
+    "eval-table": "ner-eval -g {big} -p {big}",
+    "validate-gz": "ner-validate {gz}",
+    "validate-stdin": "cat {big} | ner-validate -",
+    "pseudo-stdin": "cat {scored} | ner-pseudo --top-k 5 --all -",
+    "help": "ner-divscore --help",
+}
 #: Commands whose only output is a directory (nothing on stdout to close early).
 NO_STDOUT = {"ner-selftrain", "ner-retrieve index"}
 
@@ -562,12 +572,16 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
         lines = src.read_text().splitlines()
         dst.write_text("".join(json.dumps({**json.loads(lines[i % len(lines)]), "id": f"c{i}"}) + "\n"
                                for i in range(3000)))
+    gz, conll = tmp_path / "big.jsonl.gz", tmp_path / "big.conll"
+    gz.write_bytes(_gz(big.read_bytes()))
+    conll.write_text("Paris\tB-LOC\nis\tO\n\n" * 5000)
     fmt = dict(big=big, cand=cand, scored=scored, model=inputs.model, tagger=inputs.tagger, dict=inputs.dict_tsv,
-               index=inputs.index, tmp=tmp_path)
+               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll)
+    commands = {name: shlex.join([*name.split(), *(a.format(**fmt) for a in args)]) for name, args in HEAD_RUNS.items()}
+    commands.update({name: cmd.format(**fmt) for name, cmd in HEAD_VARIANTS.items()})
     procs = {}
-    for name, args in HEAD_RUNS.items():
-        cmd = f"{shlex.join([*name.split(), *(a.format(**fmt) for a in args)])} | head -1; " \
-              f"echo \"rc=${{PIPESTATUS[0]}}\""
+    for name, line in commands.items():
+        cmd = f"{line} | head -1; echo \"rc=${{PIPESTATUS[-2]}}\""
         procs[name] = subprocess.Popen(cmd, shell=True, executable="/bin/bash", stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True, env=_env())
     for name, proc in procs.items():
@@ -799,6 +813,16 @@ def test_d15_bogus_gguf_is_one_line(content, inputs, tmp_path, monkeypatch):
     fake.write_bytes(content)
     r = invoke("ner-divscore", ["--model", str(fake), "--seed", "PER=Ann", *CPU, str(inputs.candidates)])
     assert_error(r, "ner-divscore", 1, "fake.gguf")
+
+
+@pytest.mark.xfail(strict=True, reason="D15 (the message does not say the GGUF file is truncated) not fixed yet")
+def test_d15_truncated_gguf_says_so(inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("NERTOOLS_CACHE", str(tmp_path / "cache"))
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"GGUF junk\n")
+    r = invoke("ner-divscore", ["--model", str(fake), "--seed", "PER=Ann", *CPU, str(inputs.candidates)])
+    line = assert_error(r, "ner-divscore", 1, "fake.gguf")
+    assert "unpack_from" not in line and ("truncated" in line or "corrupt" in line or "not a valid" in line), line
 
 
 def test_d23_missing_gguf_encoder_says_not_found(inputs, tmp_path):
