@@ -436,7 +436,17 @@ def test_fifo_as_input_is_read_as_a_stream(command, inputs, tmp_path):
     args = {"ner-validate": [str(fifo)], "ner-spans": [str(fifo)],
             "ner-eval": ["--json", "-g", str(fifo), "-p", str(inputs.records)]}[command]
     proc = subprocess.Popen([command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    with open(fifo, "wb") as fh:
+    deadline = time.monotonic() + 60
+    while True:  # (a plain open would block for ever if the command never opened the FIFO)
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:  # ENXIO: no reader yet
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command never opened the FIFO"
+            time.sleep(0.05)
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "wb") as fh:
         fh.write(inputs.records.read_bytes())
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
