@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import shlex
 import shutil
@@ -39,10 +38,19 @@ from pathlib import Path
 
 import click
 import pytest
-
 from conftest import SHARED
 from test_cli_contract import (  # noqa: F401  (inputs is a fixture)
-    CASES, CPU, LEAVES, SCRIPTS, Case, Inputs, _default_sigint, _env, _run_case, assert_error, inputs, invoke,
+    CASES,
+    CPU,
+    LEAVES,
+    Case,
+    Inputs,
+    _default_sigint,
+    _env,
+    _run_case,
+    assert_error,
+    inputs,
+    invoke,
     listing,
 )
 
@@ -520,9 +528,9 @@ def _first_sentences(path: Path, n: int) -> bytes:
 def test_the_shared_conll_files_round_trip_and_score_1(tmp_path):
     """conll -> jsonl -> conll is byte-identical on the first 300 sentences of each of the
     23 shared CoNLL files, and gold vs gold is micro F1 1.0."""
+    from nertools.core.jsonl import read_records
     from nertools.evaluation.strict import evaluate
     from nertools.formats.convert import convert
-    from nertools.core.jsonl import read_records
 
     files = sorted((SHARED / "data").glob("*/*.conll"))
     assert len(files) == 23, files
