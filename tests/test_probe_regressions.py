@@ -329,7 +329,6 @@ def test_selftrain_huge_steps_and_batch_end(inputs, tmp_path):
     assert (tmp_path / "a" / "nertools.json").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="D17 not fixed yet")
 @pytest.mark.parametrize("lr", ["nan", "-1", "inf"])
 def test_selftrain_bad_learning_rate_is_a_usage_error(lr, inputs, tmp_path):
     r = invoke("ner-selftrain", ["--train", str(inputs.train), "--dev", str(inputs.train), "--model",
@@ -659,7 +658,6 @@ def test_ctrl_c_in_model_commands_exits_130_and_cleans_up(prog, inputs, tmp_path
     assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
 
 
-@pytest.mark.xfail(strict=True, reason="D11 not fixed yet")
 def test_sigterm_exits_143_and_cleans_up(inputs, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -671,7 +669,6 @@ def test_sigterm_exits_143_and_cleans_up(inputs, tmp_path):
     assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
 
 
-@pytest.mark.xfail(strict=True, reason="D14 not fixed yet")
 def test_full_disk_on_stdout_is_one_line_exit_1(inputs):
     with open("/dev/full", "wb") as full:
         proc = subprocess.run(["ner-validate", str(inputs.records)], stdout=full, stderr=subprocess.PIPE,
@@ -680,7 +677,6 @@ def test_full_disk_on_stdout_is_one_line_exit_1(inputs):
     assert proc.stderr.startswith("ner-validate: error: ") and proc.stderr.count("\n") == 1, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="D21 (unwritable -o directory exits 65, README says 1) not fixed yet")
 def test_output_in_a_read_only_directory_exits_1(inputs, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -792,7 +788,6 @@ def test_d21_template_without_seed_is_a_usage_error(inputs):
     assert r.exit_code == 2 and "[SEED]" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="D21 (a missing input file exits 65, not 2) not fixed yet")
 @pytest.mark.parametrize("command", ["ner-validate", "ner-convert", "ner-eval", "ner-divscore"])
 def test_d21_missing_input_is_a_usage_error(command, inputs, tmp_path):
     case = next(c for c in CASES if c.command == command)
@@ -800,7 +795,6 @@ def test_d21_missing_input_is_a_usage_error(command, inputs, tmp_path):
     assert r.exit_code == 2 and "nosuch.jsonl" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="D21 (unknown --device exits 1, not 2) not fixed yet")
 @pytest.mark.parametrize("command", ["ner-divscore", "ner-tag", "ner-retrieve query"])
 def test_d21_unknown_device_is_a_usage_error(command, inputs, tmp_path):
     case = next(c for c in CASES if c.command == command)
@@ -808,7 +802,6 @@ def test_d21_unknown_device_is_a_usage_error(command, inputs, tmp_path):
     assert r.exit_code == 2 and "tpu" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="D22 not fixed yet")
 @pytest.mark.parametrize("case", RECORD_CASES, ids=[c.id for c in RECORD_CASES])
 def test_d22_latin1_jsonl_says_not_utf8(case, inputs, tmp_path):
     line = _check_65(case, inputs, tmp_path, "l1.jsonl",
@@ -817,7 +810,6 @@ def test_d22_latin1_jsonl_says_not_utf8(case, inputs, tmp_path):
     assert "surrogates" not in line
 
 
-@pytest.mark.xfail(strict=True, reason="D25 not fixed yet")
 def test_d25_all_records_skipped_reports_the_count(tmp_path):
     bad = tmp_path / "allbad.jsonl"
     bad.write_text('null\n"x"\n')
@@ -886,15 +878,25 @@ def _train(inputs: Inputs, out: Path, dev: Path | None = None):
                                     str(inputs.model), "--out", str(out), "--max-steps", "2", *CPU])
 
 
-@pytest.mark.xfail(strict=True, reason="D8 not fixed yet")
 def test_d8_dev_labels_missing_from_train_warn(inputs, tmp_path):
+    """No dev label known to train: an error (dev F1 would be 0 at every evaluation);
+    some dev labels unknown to train: one warning line naming them."""
     dev = tmp_path / "dev.jsonl"
     dev.write_text(inputs.train.read_text().replace('"PER"', '"DISEASE"'))
     r = _train(inputs, tmp_path / "m", dev)
-    assert "warning" in r.stderr.lower() and "DISEASE" in r.stderr, r.stderr
+    assert r.exit_code == 65 and "DISEASE" in r.stderr, r.stderr
+    recs = [json.loads(line) for line in inputs.train.read_text().splitlines() if line.strip()]
+    renamed = False
+    for rec in recs:
+        if rec.get("spans") and not renamed:
+            rec["spans"][0]["label"] = "DISEASE"
+            renamed = True
+    assert renamed and any(sp["label"] != "DISEASE" for rec in recs for sp in rec.get("spans", []))
+    dev.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
+    r = _train(inputs, tmp_path / "m2", dev)
+    assert r.exit_code == 0 and "warning" in r.stderr.lower() and "DISEASE" in r.stderr, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="D9 not fixed yet")
 def test_d9_retraining_keeps_foreign_files(inputs, tmp_path):
     out = tmp_path / "m"
     assert _train(inputs, out).exit_code == 0
