@@ -356,22 +356,23 @@ def smollm2():
 
 @pytest.mark.realmodel
 def test_smollm2_end_to_end(smollm2):
+    """NuNER prompt with the Figure 3 demonstration: SmolLM2-135M answers in the
+    entity <> concept format and its items land on token boundaries."""
     b = LocalBackend(smollm2, max_new_tokens=48, batch_size=2)
     assert b.use_chat and b.context and b.context >= 2048
-    t = P.instructmine_prompt([Seed.make("PER", "Masaki Yoshida"), Seed.make("LOC", "Singapore"),
-                               Seed.make("ORG", "Boston Celtics"), Seed.make("MISC", "Japanese")])
     recs = [rec("EU rejects German call to boycott British lamb .", "a"),
             rec("Peter Blackburn went to Brussels on Friday .", "b")]
     out = []
-    stats = annotate_stream(recs, t, b, out.append)
+    stats = annotate_stream(recs, P.nuner_prompt(), b, out.append)
     assert stats.records == 2 and stats.failed == 0
     for o in out:
         ann = o["annotation"]
-        assert ann["completion"] and ann["finish_reason"] in ("stop", "length")
-        for it in ann["items"]:
-            assert it["status"] in ("placed", "overlap", "not_found", "unknown_label", "input_markup")
+        assert ann["completion"] and ann["finish_reason"] in ("stop", "length") and ann["format"] == "nuner"
         for s in o["spans"]:
             assert o["tokens"][s["token_start"]]["start"] == s["start"]
             assert o["tokens"][s["token_end"]]["end"] == s["end"]
-            assert s["label"] in ("PER", "LOC", "ORG", "MISC")
-    assert sum(len(o["spans"]) for o in out) >= 1, [o["annotation"]["completion"] for o in out]
+    placed = [(o["text"][s["start"]:s["end"]]) for o in out for s in o["spans"]]
+    assert "Peter Blackburn" in placed, [o["annotation"]["completion"] for o in out]
+    items = [i for o in out for i in o["annotation"]["items"]]
+    assert any(i["status"] == "not_found" for i in items)  # the model invents entities: counted
+    assert stats.not_found >= 1 and 0 < stats.hallucination_rate < 1
