@@ -247,6 +247,18 @@ def test_local_token_budget_and_too_long_prompts(tiny_lm):
     assert res["long"].content is None and "exceeds the model's context of 512" in res["long"].error
 
 
+def test_local_yields_each_answer_as_soon_as_its_batch_is_done(tiny_lm):
+    b = LocalBackend(tiny_lm, max_new_tokens=3, batch_size=1, chunk=4)
+    calls = []
+    real = b.generate
+    b.generate = lambda prompts: (calls.append(len(prompts)), real(prompts))[1]
+    t = P.nuner_prompt(False)
+    # the first job is the shortest: its batch runs first and it comes back before the others run
+    it = b.run([(i, t.render(" ".join(["w"] * (i + 1)))) for i in range(4)])
+    assert next(it)[0] == 0 and calls == [1]
+    assert [k for k, _ in it] == [1, 2, 3] and calls == [1, 1, 1, 1]
+
+
 def test_local_uses_the_chat_template_when_there_is_one(tiny_lm):
     import copy
 

@@ -39,6 +39,9 @@ class Answer:
 
 Job = tuple[Any, list]
 
+#: HTTP statuses that concern one request only (e.g. a prompt longer than the model's context).
+PER_REQUEST_STATUSES = (400, 413, 422)
+
 
 # --------------------------------------------------------------------------- local
 
@@ -63,7 +66,7 @@ class LocalBackend:
         self.batch_size = max(1, batch_size)
         self.batch_tokens = max(1, batch_tokens)
         self.repetition_penalty = repetition_penalty
-        self.chunk = chunk or max(4 * self.batch_size, 16)
+        self.chunk = chunk or 2 * self.batch_size
         tok = lm.tokenizer
         self.use_chat = bool(getattr(tok, "chat_template", None))
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -148,12 +151,16 @@ class LocalBackend:
                                               f"new tokens exceeds the model's context of {self.context}")
                 else:
                     ok.append(i)
+            done = 0
             for batch in self.batches([len(encoded[i]) for i in ok]):
                 idx = [ok[b] for b in batch]
                 for i, a in zip(idx, self.generate([encoded[i] for i in idx])):
                     answers[i] = a
-            for (key, _), a in zip(chunk, answers):
-                yield key, a
+                while done < len(chunk) and answers[done] is not None:  # in order, as soon as ready
+                    yield chunk[done][0], answers[done]
+                    done += 1
+            for k in range(done, len(chunk)):
+                yield chunk[k][0], answers[k]
 
 
 # --------------------------------------------------------------------------- openai
@@ -163,6 +170,8 @@ class OpenAIBackend:
 
     With ``response_format`` (structured output), a server that rejects it (HTTP 400/422)
     is asked again without it, and structured output stays off for the rest of the run.
+    A request refused with 400/413/422 (say, longer than the model's context) is reported for
+    its record and the run goes on; any other failure after the retries ends the run.
     """
 
     name = "openai"
@@ -192,8 +201,9 @@ class OpenAIBackend:
                             self.log(f"structured output refused ({e.status}); parsing text answers instead")
                 comp = request_completion(self.cfg, messages, log=self.log)
         except LLMRequestError as e:
-            # anything that is not a plain answer after the retries ends the run
-            return Answer(error=str(e), fatal=True)
+            # a request the server refuses as such (too long for its context, ...) fails alone;
+            # anything else (endpoint down after the retries, auth, malformed answers) ends the run
+            return Answer(error=str(e), fatal=e.status not in PER_REQUEST_STATUSES)
         self.meter.add(comp)
         return Answer.of(comp)
 
