@@ -347,3 +347,21 @@ def test_batch_files_roundtrip(tmp_path):
     assert [(o["text"][s["start"]:s["end"]], s["label"]) for s in o["spans"]] == [("Paris", "LOC"), ("Rome", "LOC")]
     assert "1 without an answer (first: id 's2': batch result: expired)" in r.stderr
     assert "tokens: 30 prompt, 4 completion" in r.stderr
+
+
+def test_prompt_file_with_placeholders(server, tmp_path):
+    tpl = tmp_path / "tpl.txt"
+    tpl.write_text("### system\nYou bracket entities.\n### user\nTypes: {labels}\n{seeds}\n\n{sentence}\n")
+    kf = tmp_path / "key.txt"
+    kf.write_text(KEY)
+    r = subprocess.run([sys.executable, "-m", "nertools.cli.annotate", "--prompt-file", str(tpl), "--seed",
+                        "LOC=Singapore", "--backend", "openai", "--base-url", server.url, "--model", "m",
+                        "--api-key-file", str(kf), "--no-cache"], input=records(1), capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    msgs = server.requests[0]["body"]["messages"]
+    assert msgs == [{"role": "system", "content": "You bracket entities."},
+                    {"role": "user", "content": "Types: LOC\n[Singapore](LOC)\n\nTrip 0 from Paris to Rome ."}]
+    o = json.loads(r.stdout)
+    assert o["annotation"]["prompt"]["name"] == "file:tpl.txt" and o["annotation"]["format"] == "brackets"
+    assert len(o["spans"]) == 3
