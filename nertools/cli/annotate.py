@@ -85,7 +85,9 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
 
 @click.command(PROG, context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
 @input_argument()
-@output_option()
+@output_option(help="Output JSONL file (.gz compresses); - is stdout. A file appears when the run ends, "
+                    "with every completed record also when the endpoint went down; with --resume, "
+                    "lines are appended as they are done.")
 @click.option("--prompt", type=click.Choice(["nuner", "instructmine", "labels"]), default=None,
               help="nuner: open concepts (entity <> concept <> description, with the paper's Figure 3 "
                    "demonstration); instructmine: X-NER's bracket prompt with one seed per type; "
