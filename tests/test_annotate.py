@@ -101,12 +101,16 @@ def test_parse_nuner_small_model_noise():
     assert items[0]["description"] == "professional athlete" and "description" not in items[1]
     assert items[2]["description"] == "place <> extra" and items[0]["line"] == 2
     assert len(parse_nuner("\n".join(f"e{i} <> c" for i in range(100)), max_items=30)) == 30
+    # a model that goes on with an input of its own: its items are not read
+    assert [i["text"] for i in parse_nuner("A <> x\nInput:\n\nB went home\nB <> y")] == ["A"]
+    assert [i["text"] for i in parse_label_lines("PER: Bob\n\nText: Ann ran .\nPER: Ann")] == ["Bob"]
+    assert [i["text"] for i in parse_label_lines("Text: Bob ran .\nPER: Bob")] == ["Bob"]  # echo first
 
 
 def test_parse_brackets_and_labels_lines():
     out = parse_brackets("[EU](ORG) rejects [German](MISC) call [EU](ORG) [ bad ](  )")
     assert [(i["text"], i["label"]) for i in out] == [("EU", "ORG"), ("German", "MISC"), ("bad", "")][:2]
-    lab = parse_label_lines("per: Bob, Alice\nLOC: NONE\nORG:\nText: Bob met Alice\nMISC: German, German",
+    lab = parse_label_lines("per: Bob, Alice\nLOC: NONE\nORG:\nAnswer: Bob met Alice\nMISC: German, German",
                             labels=["PER", "LOC", "ORG", "MISC"])
     assert [(i["text"], i["label"]) for i in lab] == [("Bob", "PER"), ("Alice", "PER"), ("German", "MISC")]
     js, fmt = parse_answer('{"entities": [{"text": "Bob", "label": "PER"}, {"entity": "EU", "concept": "union"}]}',

@@ -19,7 +19,9 @@ a token with one already taken is skipped.
 
 Robustness to small models: duplicated lines/items are dropped (first kept), a line that just
 echoes the input sentence is ignored, NuNER lines with two fields (no description) are
-accepted, lines that do not parse are skipped, and at most ``max_items`` items are read.
+accepted, lines that do not parse are skipped, reading stops where the model starts a new
+input of its own after its answer (a ``Text:``/``Input:``/``Sentence:`` line, or the prompt
+again), and at most ``max_items`` items are read.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import orjson
 from nertools.llm.parsing import answer_lines
 
 BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]\(([^()\n]{1,100})\)")
+_CONTINUATION = re.compile(r"(?:text|input|sentence)\s*:|the goal is to create", re.IGNORECASE)
 _LABEL_WORD = re.compile(r"\w[\w .\-/&']*")
 NONE_WORDS = {"none", "==none==", "n/a", "na", "-", "no entities", "nothing", "null"}
 DEFAULT_MAX_ITEMS = 30
@@ -60,6 +63,8 @@ def parse_nuner(answer: str, sentence: str = "", max_items: int = DEFAULT_MAX_IT
     items = []
     echo = _clean(sentence)
     for lineno, line in answer_lines(answer):
+        if items and _CONTINUATION.match(line):
+            break  # the model goes on with a new input of its own
         if "<>" not in line or _clean(line) == echo:
             continue
         fields = [_clean(f) for f in line.split("<>")]
@@ -91,6 +96,8 @@ def parse_label_lines(answer: str, sentence: str = "", max_items: int = DEFAULT_
     items = []
     echo = _clean(sentence)
     for lineno, line in answer_lines(answer):
+        if items and _CONTINUATION.match(line):
+            break  # the model goes on with a new example of its own
         if ":" not in line or _clean(line) == echo:
             continue
         lab, rest = line.split(":", 1)
