@@ -8,6 +8,10 @@ the same prompts, the same greedy settings; prints sentences/s for each and the 
 Both passes see identical prompts (the first N CoNLL-2003 dev sentences); the answers of the two
 passes are compared and the number that differ is printed (left padding should change none, up
 to float rounding).
+
+Measured 2026-12-02 (--n 8 --batch-size 8 --max-new-tokens 24 --threads 1, SmolLM2-135M, CPU under a
+load of 30-70 from other jobs): one-at-a-time 0.073 sentences/s, batched 0.246 sentences/s, ratio
+3.35x, 0/8 answers differ.
 """
 from __future__ import annotations
 
