@@ -211,7 +211,10 @@ def test_llm_cache_file_mode(tmp_path, umask, monkeypatch):
             calls.append(kw)
             return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content="Paris, Rome"))])
 
+    import nertools.llm.client
+
     monkeypatch.setattr(openai, "OpenAI", FakeClient)
+    monkeypatch.setattr(nertools.llm.client, "_CLIENTS", {})  # the client keeps one OpenAI object per endpoint
     cache = tmp_path / "cache"
     cfg = LLMConfig(base_url="http://127.0.0.1:9/v1", model="m", cache_dir=str(cache))
     messages = [{"role": "user", "content": "cities?"}]

@@ -110,6 +110,7 @@ class Inputs:
     doccano: Path      # the other JSON input formats of ner-convert
     gliner: Path
     hf: Path
+    annotated: Path    # ner-annotate output (stored completions: --reparse needs no model)
 
     def first_line(self, name: str) -> str:
         return getattr(self, name).read_text().splitlines()[0] + "\n"
@@ -174,8 +175,12 @@ def inputs(tmp_path_factory) -> Inputs:
     gliner = _write(d / "gliner.jsonl", [{"tokenized_text": t.split(), "ner": [[0, 0, "PER"]]} for t in TEXTS])
     hf = _write(d / "hf.jsonl", [{"tokens": t.split(), "ner_tags": ["B-PER"] + ["O"] * (len(t.split()) - 1)}
                                  for t in TEXTS])
+    annotated = _write(d / "annotated.jsonl", [
+        {"id": f"a{i}", "text": t, "annotation": {"completion": f"[{t.split()[0]}](PER)",
+                                                  "prompt": {"name": "instructmine", "parser": "brackets",
+                                                             "labels": ["PER"]}}} for i, t in enumerate(TEXTS)])
     return Inputs(d, model, records, train, candidates, scored, dict_tsv, dict_jsonl, questions, tagger, index,
-                  doccano, gliner, hf)
+                  doccano, gliner, hf, annotated)
 
 
 # ----------------------------------------------------------------------------- one row per input
@@ -223,6 +228,7 @@ CASES = [
     Case("ner-retrieve index", "--corpus", lambda i, p, d: ["--corpus", p, "--model", str(i.model), "--out",
                                                              str(d / "idx"), "--max-length", "32", "-q", *CPU],
          "records", output=False),
+    Case("ner-annotate", "INPUT", lambda i, p, d: ["--reparse", *CPU, p], "annotated", stdin=True),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
 ]
@@ -759,7 +765,10 @@ def test_out_of_memory_exits_1_with_a_hint(case, kind, inputs, tmp_path, monkeyp
     def no_memory(*a, **k):
         raise _oom(kind)
 
+    import nertools.xner.candidates
+
     monkeypatch.setattr(nertools.core.jsonl, "normalize_record", no_memory)
+    monkeypatch.setattr(nertools.xner.candidates, "normalize_record", no_memory)  # ner-divscore's reader
     out = tmp_path / "out.jsonl"
     result = _run_case(case, inputs, str(getattr(inputs, case.good)), tmp_path, ["-o", str(out)])
     assert_error(result, case.command, 1, "out of memory", "lower --batch-tokens/--batch-size")

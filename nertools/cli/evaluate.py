@@ -137,9 +137,18 @@ def main(gold, pred, missing, ranked, ks, k_fracs, as_json, on_error):
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_APPEND_NEWLINE))
         sys.stdout.buffer.flush()
         return
+    import io
+
     from rich.console import Console
 
-    # a pipe or file gets a wide, uncoloured table; a terminal its own width
-    console = Console(file=sys.stdout, highlight=False,
-                      width=None if sys.stdout.isatty() else 160)
+    # a pipe or file gets a wide, uncoloured table; a terminal its own width. The table is
+    # rendered into memory and written here, so that a reader gone early (`| head`) is the
+    # toolkit's quiet BrokenPipeError, not rich's SystemExit(1).
+    tty = sys.stdout.isatty()
+    buf = io.StringIO()
+    console = Console(file=buf, highlight=False, force_terminal=tty, width=None if tty else 160)
+    if tty:
+        console.size = Console(file=sys.stdout).size
     (render_ranked if ranked else render_strict)(report, console)
+    sys.stdout.write(buf.getvalue())
+    sys.stdout.flush()

@@ -1,10 +1,25 @@
-"""Parsing LLM answers."""
+"""Parsing LLM answers: the line clean-up every answer format shares."""
 
 from __future__ import annotations
 
 import re
 
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+[.)]|\(\d+\))\s*")
 
+
+def strip_bullet(line: str) -> str:
+    """A line without a leading bullet (``-``, ``*``, ``•``) or numbering (``1.``, ``2)``, ``(3)``)."""
+    return _BULLET.sub("", line).strip()
+
+
+def answer_lines(text: str) -> list[tuple[int, str]]:
+    """``(1-based line number, cleaned line)`` for the non-empty lines of an answer."""
+    out = []
+    for i, ln in enumerate(text.splitlines(), 1):
+        ln = strip_bullet(ln)
+        if ln:
+            out.append((i, ln))
+    return out
 
 
 def parse_entity_list(text: str) -> list[str]:
@@ -15,7 +30,7 @@ def parse_entity_list(text: str) -> list[str]:
         lines = lines[0].split(",")
     out, seen = [], set()
     for ln in lines:
-        ln = re.sub(r"^\s*(?:[-*\u2022]+|\d+[.)]|\(\d+\))\s*", "", ln).strip().strip('"').strip()
+        ln = strip_bullet(ln).strip('"').strip()
         if not ln or ln.endswith(":") or len(ln) > 100:
             continue
         if ln.lower() not in seen:
