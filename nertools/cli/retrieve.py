@@ -54,7 +54,8 @@ def main():
 @click.option("--max-span-len", type=count_type(), default=3, show_default=True,
               help="Longest candidate phrase in words.")
 @click.option("--max-length", type=count_type(8), default=128, show_default=True,
-              help="Encoder window in sub-tokens (longer sentences are truncated).")
+              help="Encoder window in sub-tokens (longer sentences are cut; the phrases past the "
+                   "cut are left out, counted in a warning and in the manifest).")
 @click.option("--batch-size", type=count_type(), default=32, show_default=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild from scratch (needed when the corpus changed "
                                               "other than by appending, or the settings changed).")
@@ -87,6 +88,12 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
     else:
         log(f"{rep.status} {out}: {rep.sentences} sentences, {rep.phrases} phrase vectors in "
             f"{rep.seconds:.1f}s ({rep.total_phrases} phrases in all)", prog="ner-retrieve index")
+    if rep.truncated_sentences:
+        # not silent even with --quiet: a cut is a loss of data
+        click.echo(f"ner-retrieve index: warning: {rep.truncated_sentences} sentence(s) longer than "
+                   f"--max-length {max_length} sub-tokens were cut; {rep.dropped_phrases} candidate "
+                   f"phrase(s) past the cut were left out of the index (raise --max-length to keep "
+                   f"them)", err=True)
 
 
 @main.command("query", context_settings=CONTEXT_SETTINGS, epilog=QUERY_EXAMPLE)
