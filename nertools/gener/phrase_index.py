@@ -270,7 +270,10 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
 
     An existing index is left alone when the corpus is unchanged, extended with new shards
     when the corpus only grew at the end (same encoder settings), and otherwise refused with
-    a clear error unless ``rebuild`` (which starts from scratch).
+    a clear error unless ``rebuild`` (which starts from scratch). A first build and a rebuild
+    happen in a directory beside ``out`` that replaces it when complete: a failure leaves
+    ``out`` as it was. A directory that is not an index is never replaced; one that an
+    unfinished build of an older nertools left (index files, no manifest) only with ``rebuild``.
     """
 
     t0 = time.perf_counter()
@@ -298,7 +301,7 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
     elif outdir.exists() and not outdir.is_dir():
         raise NertoolsError(f"{out} exists and is not a directory")
     elif outdir.exists() and any(outdir.iterdir()):
-        if not _index_like(outdir):
+        if not _index_like(outdir) and not (rebuild and (outdir / MANIFEST).exists()):
             raise NertoolsError(f"{out} exists and is not a phrase index (no {MANIFEST}); "
                                 f"choose an empty or new directory" if not rebuild else
                                 f"refusing to --rebuild into {out}: it is not a phrase index")
@@ -314,7 +317,7 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
     if manifest is not None:
         # an append works in place (only new shards and the grown sentence files are written;
         # the manifest, written last, decides what the index holds: see _recover)
-        return _build(corpus, outdir, outdir, fp, manifest, "appended", settings, encoder,
+        return _build(corpus, outdir, fp, manifest, "appended", settings, encoder,
                       batch_size, policy, rows_per_shard, progress, t0)
     # a first build or a --rebuild: in a directory beside OUT, swapped in when complete, so OUT
     # is at every moment the old complete index (or absent, or empty), or the new one
@@ -323,7 +326,7 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
                 "corpus": {"path": os.path.abspath(corpus), "size": 0, "sha256": None, "lines": 0}}
     tmp = temp_dir_beside(outdir)
     try:
-        report = _build(corpus, tmp, outdir, fp, manifest, "built", settings, encoder,
+        report = _build(corpus, tmp, fp, manifest, "built", settings, encoder,
                         batch_size, policy, rows_per_shard, progress, t0)
         replace_dir(tmp, outdir)
     except BaseException:
@@ -360,7 +363,7 @@ def _recover(workdir: Path, manifest: dict) -> tuple[list, int]:
     return offsets, end
 
 
-def _build(corpus: str, workdir: Path, outdir: Path, fp: dict, manifest: dict, status: str,
+def _build(corpus: str, workdir: Path, fp: dict, manifest: dict, status: str,
            settings: IndexSettings, encoder: Encoder, batch_size: int, policy: ErrorPolicy | None,
            rows_per_shard: int, progress: bool, t0: float) -> BuildReport:
     """Index the corpus lines past ``manifest["corpus"]["lines"]`` into ``workdir``."""
