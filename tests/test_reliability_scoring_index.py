@@ -330,6 +330,7 @@ def test_truncation_is_counted_and_reported(bert_dir, bert, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (f"warning: {rep.truncated_sentences} sentence(s) longer than --max-length 8 sub-tokens were cut; "
             f"{rep.dropped_phrases} candidate phrase(s)") in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # -q: nothing else (no transformers load bar)
 
 
 # ---------------------------------------------------------------------------------- GGUF files

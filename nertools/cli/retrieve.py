@@ -11,7 +11,7 @@ from nertools.core.labels import parse_key_values
 from nertools.errors import NertoolsError
 from nertools.gener.dictionary import write_dictionary
 from nertools.gener.phrase_rules import rules_without
-from nertools.runtime.progress import is_quiet, log
+from nertools.runtime.progress import is_quiet, log, quiet_transformers
 
 INDEX_EXAMPLE = """\b
 Examples:
@@ -77,6 +77,7 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
     from nertools.gener.phrase_index import IndexSettings, build_index
 
     set_threads(threads)
+    quiet_transformers()  # transformers' load bars and reports are not this command's output
     policy = ErrorPolicy(on_error)
     settings = IndexSettings(model=model, span_repr=span_repr, context_weight=context_weight,
                              max_span_len=max_span_len, max_length=max_length)
@@ -145,6 +146,7 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
         log(message, prog="ner-retrieve query")
 
     set_threads(threads)
+    quiet_transformers()
     tw = parse_key_values(type_words, option="--type-word", form="LABEL=WORD")
     qs = collect_questions(labels, questions, question_file, tw)
     rules = rules_without(no_rules)
