@@ -11,7 +11,7 @@ from nertools.core.labels import parse_key_values
 from nertools.errors import NertoolsError
 from nertools.gener.dictionary import write_dictionary
 from nertools.gener.phrase_rules import rules_without
-from nertools.runtime.progress import is_quiet, log
+from nertools.runtime.progress import is_quiet, log, quiet_transformers
 
 INDEX_EXAMPLE = """\b
 Examples:
@@ -54,7 +54,8 @@ def main():
 @click.option("--max-span-len", type=count_type(), default=3, show_default=True,
               help="Longest candidate phrase in words.")
 @click.option("--max-length", type=count_type(8), default=128, show_default=True,
-              help="Encoder window in sub-tokens (longer sentences are truncated).")
+              help="Encoder window in sub-tokens (longer sentences are cut; the phrases past the "
+                   "cut are left out, counted in a warning and in the manifest).")
 @click.option("--batch-size", type=count_type(), default=32, show_default=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild from scratch (needed when the corpus changed "
                                               "other than by appending, or the settings changed).")
@@ -76,6 +77,7 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
     from nertools.gener.phrase_index import IndexSettings, build_index
 
     set_threads(threads)
+    quiet_transformers()  # transformers' load bars and reports are not this command's output
     policy = ErrorPolicy(on_error)
     settings = IndexSettings(model=model, span_repr=span_repr, context_weight=context_weight,
                              max_span_len=max_span_len, max_length=max_length)
@@ -87,6 +89,12 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
     else:
         log(f"{rep.status} {out}: {rep.sentences} sentences, {rep.phrases} phrase vectors in "
             f"{rep.seconds:.1f}s ({rep.total_phrases} phrases in all)", prog="ner-retrieve index")
+    if rep.truncated_sentences:
+        # not silent even with --quiet: a cut is a loss of data
+        click.echo(f"ner-retrieve index: warning: {rep.truncated_sentences} sentence(s) longer than "
+                   f"--max-length {max_length} sub-tokens were cut; {rep.dropped_phrases} candidate "
+                   f"phrase(s) past the cut were left out of the index (raise --max-length to keep "
+                   f"them)", err=True)
 
 
 @main.command("query", context_settings=CONTEXT_SETTINGS, epilog=QUERY_EXAMPLE)
@@ -138,6 +146,7 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
         log(message, prog="ner-retrieve query")
 
     set_threads(threads)
+    quiet_transformers()
     tw = parse_key_values(type_words, option="--type-word", form="LABEL=WORD")
     qs = collect_questions(labels, questions, question_file, tw)
     rules = rules_without(no_rules)

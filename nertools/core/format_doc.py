@@ -11,11 +11,29 @@ lines start with two spaces is shown verbatim; a paragraph whose lines start wit
 
 from __future__ import annotations
 
+import math
+
 from nertools.errors import EXIT_DATA, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from nertools.core.record import DEFAULT_TOKEN_SYNTAX
 
 NAME = "nertools-format"
 SUMMARY = "the JSONL record format shared by the nertools commands"
+
+#: The score contract: a scorer writes this score for a label whose computed value is not a
+#: finite number (NaN: no rows to compare; infinity: an overflow), because JSON has no NaN or
+#: infinity (a serializer would write null). It is larger than any real score (lower = more
+#: like the label), so such a candidate ranks last and passes no threshold.
+NON_FINITE_SCORE = 1e30
+
+
+def settle_scores(scores: dict) -> int:
+    """Replace the non-finite values of ``scores`` (label -> float) by :data:`NON_FINITE_SCORE`,
+    in place; returns how many were replaced (the scorers count them for their summary line)."""
+    bad = [lab for lab, v in scores.items() if not math.isfinite(v)]
+    for lab in bad:
+        scores[lab] = NON_FINITE_SCORE
+    return len(bad)
+
 
 #: Exit statuses of every command: (code, meaning).
 EXIT_STATUSES = (
@@ -58,6 +76,13 @@ Pipeline fields: candidates (ner-spans: [{"start", "end", "token_start", "token_
 "text"}]); scores on each candidate (ner-divscore: {"LABEL": float}, LOWER = more like the
 label: divergences, 1 - cosine, -log p); score and source on spans (ner-pseudo, ner-tag,
 ner-dictmatch)."""),
+    ("SCORES", f"""\
+A score is always a finite JSON number, never null. A divergence that cannot be computed
+(no rows to compare, e.g. a span that is the whole sentence with --method 1way) or that
+overflows is written as the sentinel {NON_FINITE_SCORE:g}, larger than any real score, so the
+candidate ranks last for that label and passes no threshold; ner-divscore counts these
+scores in a summary line on standard error. ner-pseudo and ner-eval --ranked reject a null
+score (as another tool may write for NaN or infinity) as bad input."""),
     ("ACCEPTED INPUT", f"""\
 Input is looser than output. Every command accepts:
 

@@ -17,9 +17,15 @@ Dense phrase index (``ner-retrieve index``)
         sentences.jsonl        the indexed sentences (id, text, tokens)
         sentences.idx.npy      int64 byte offset of each line of sentences.jsonl
 
-    The manifest is written last, so an interrupted build leaves no usable index. The corpus
+    A first build and a ``--rebuild`` write a directory beside ``OUT`` and swap it in when
+    complete (:mod:`nertools.core.atomic`): ``OUT`` is always the old complete index, absent,
+    or the new one; a failed or interrupted build leaves nothing to clean up. The corpus
     fingerprint (size, SHA-256, line count) makes a rebuild incremental when the corpus only
-    grew at the end (new shards are added) and refuses clearly when it changed otherwise.
+    grew at the end (new shards are added, in place) and refuses clearly when it changed
+    otherwise. An append writes the manifest last, and the next run cuts ``sentences.jsonl``
+    and its offsets back to what the manifest lists, so a killed append costs nothing.
+    Sentences longer than the encoder window (``max_length`` sub-tokens) are cut; the phrases
+    past the cut are left out and counted (the build's report and ``manifest["truncated"]``).
 
 Query (``ner-retrieve query``)
     A question is encoded with the same encoder (mean of its sub-token states; repeated
@@ -39,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +55,7 @@ import numpy as np
 import orjson
 
 from nertools.errors import DataError, NertoolsError
+from nertools.core.atomic import discard, replace_dir, temp_dir_beside, write_json_atomic
 from nertools.core.jsonl import ErrorPolicy, display_name, read_jsonl
 from nertools.core.record import normalize_record
 from nertools.gener.questions import Question
@@ -77,6 +84,11 @@ class Encoder:
     device: Any
     name: str
     max_length: int = 128
+    #: what the ``max_length`` window cut off so far: sentences longer than the window, and
+    #: candidate phrases left out because they (partly) lie past it (never silent: the index
+    #: build reports both)
+    truncated_sentences: int = 0
+    dropped_phrases: int = 0
 
     @property
     def hidden_size(self) -> int:
@@ -101,7 +113,8 @@ class Encoder:
         """Vectors of the word ranges (``(start, end)``, end exclusive) of each sentence.
 
         Returns ``(vectors [n, dim] float32 L2-normalised, [(sentence, start, end_inclusive)])``;
-        a range cut off by ``max_length`` truncation is left out.
+        a range cut off by ``max_length`` truncation is left out and counted in
+        :attr:`dropped_phrases` (the sentence in :attr:`truncated_sentences`).
         """
         import torch
 
@@ -109,6 +122,7 @@ class Encoder:
         maskf = mask.unsqueeze(-1).to(hidden.dtype)
         sent_mean = (hidden * maskf).sum(1) / maskf.sum(1).clamp(min=1)
         rows, firsts, lasts, meta = [], [], [], []
+        full = [n >= self.max_length for n in mask.sum(1).tolist()]  # the window is full: cut?
         for b, wids in enumerate(word_ids):
             first: dict[int, int] = {}
             last: dict[int, int] = {}
@@ -117,12 +131,16 @@ class Encoder:
                     continue
                 first.setdefault(w, pos)
                 last[w] = pos
+            if full[b] and word_lists[b] and (len(word_lists[b]) - 1) not in last:
+                self.truncated_sentences += 1
             for (s, e) in ranges[b]:
                 if s in first and (e - 1) in last:
                     rows.append(b)
                     firsts.append(first[s])
                     lasts.append(last[e - 1])
                     meta.append((b, s, e - 1))
+                elif full[b]:
+                    self.dropped_phrases += 1
         dim = self.hidden_size * (2 if span_repr == "start-end" else 1)
         if not meta:
             return np.zeros((0, dim), dtype=np.float32), meta
@@ -226,12 +244,6 @@ def candidate_ranges(rules, words: Sequence[str]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in rules.candidate_ranges(list(words)) if all(good[a:b])]
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
-
-
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as fh:
@@ -246,6 +258,8 @@ class BuildReport:
     phrases: int = 0       # phrase vectors written in this run
     total_phrases: int = 0
     seconds: float = 0.0
+    truncated_sentences: int = 0  # sentences of this run longer than the encoder window
+    dropped_phrases: int = 0      # candidate phrases of this run left out: past the window
 
 
 def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Encoder | None = None,
@@ -256,9 +270,11 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
 
     An existing index is left alone when the corpus is unchanged, extended with new shards
     when the corpus only grew at the end (same encoder settings), and otherwise refused with
-    a clear error unless ``rebuild`` (which starts from scratch).
+    a clear error unless ``rebuild`` (which starts from scratch). A first build and a rebuild
+    happen in a directory beside ``out`` that replaces it when complete: a failure leaves
+    ``out`` as it was. A directory that is not an index is never replaced; one that an
+    unfinished build of an older nertools left (index files, no manifest) only with ``rebuild``.
     """
-    from nertools.xner.candidates import SpanRules
 
     t0 = time.perf_counter()
     if corpus == "-":
@@ -282,42 +298,89 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
             raise NertoolsError(f"corpus {corpus} changed since index {out} was built (it is not "
                                 f"the old corpus with lines appended); use --rebuild to rebuild "
                                 f"the index from scratch")
-    elif outdir.exists() and not rebuild and any(outdir.iterdir()):
-        raise NertoolsError(f"{out} exists and is not a phrase index (no {MANIFEST}); "
-                            f"choose an empty or new directory, or --rebuild")
-    if manifest is None:
-        if outdir.exists() and rebuild:
-            if (outdir / MANIFEST).exists() or not any(outdir.iterdir()):
-                shutil.rmtree(outdir)
-            else:
-                raise NertoolsError(f"refusing to --rebuild into {out}: it is not a phrase index")
-        outdir.mkdir(parents=True, exist_ok=True)
-        manifest = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "settings": asdict(settings),
-                    "dim": None, "rows": 0, "sentences": 0, "shards": [],
-                    "corpus": {"path": os.path.abspath(corpus), "size": 0, "sha256": None, "lines": 0}}
-        status = "built"
-    else:
-        status = "appended"
-    skip_lines = manifest["corpus"]["lines"]
+    elif outdir.exists() and not outdir.is_dir():
+        raise NertoolsError(f"{out} exists and is not a directory")
+    elif outdir.exists() and any(outdir.iterdir()):
+        if not _index_like(outdir) and not (rebuild and (outdir / MANIFEST).exists()):
+            raise NertoolsError(f"{out} exists and is not a phrase index (no {MANIFEST}); "
+                                f"choose an empty or new directory" if not rebuild else
+                                f"refusing to --rebuild into {out}: it is not a phrase index")
+        if not rebuild and not (outdir / MANIFEST).exists():
+            raise NertoolsError(f"{out} holds an unfinished phrase index (no {MANIFEST}); "
+                                f"use --rebuild to build it again")
+    if not manifest and Path(corpus).resolve().is_relative_to(outdir.resolve()):
+        raise NertoolsError(f"the corpus {corpus} is inside the index directory {out}, which a "
+                            f"build replaces; choose another --out")
 
     if encoder is None:
         encoder = load_encoder(settings.model, device=device, dtype=dtype, max_length=settings.max_length)
+    if manifest is not None:
+        # an append works in place (only new shards and the grown sentence files are written;
+        # the manifest, written last, decides what the index holds: see _recover)
+        return _build(corpus, outdir, fp, manifest, "appended", settings, encoder,
+                      batch_size, policy, rows_per_shard, progress, t0)
+    # a first build or a --rebuild: in a directory beside OUT, swapped in when complete, so OUT
+    # is at every moment the old complete index (or absent, or empty), or the new one
+    manifest = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "settings": asdict(settings),
+                "dim": None, "rows": 0, "sentences": 0, "shards": [],
+                "corpus": {"path": os.path.abspath(corpus), "size": 0, "sha256": None, "lines": 0}}
+    tmp = temp_dir_beside(outdir)
+    try:
+        report = _build(corpus, tmp, fp, manifest, "built", settings, encoder,
+                        batch_size, policy, rows_per_shard, progress, t0)
+        replace_dir(tmp, outdir)
+    except BaseException:
+        discard(tmp)
+        raise
+    return report
+
+
+#: Names of the files an index directory holds (an unfinished build leaves some of them).
+_INDEX_FILE = re.compile(r"(manifest\.json|sentences\.jsonl|sentences\.idx\.npy|(vectors|spans)-\d+\.npy)"
+                         r"(\.part)?")
+
+
+def _index_like(outdir: Path) -> bool:
+    """``outdir`` holds only phrase-index files (a complete index, or an unfinished build of
+    an older nertools, which built in place): ``--rebuild`` may replace it."""
+    return all(p.is_file() and _INDEX_FILE.fullmatch(p.name) for p in outdir.iterdir())
+
+
+def _recover(workdir: Path, manifest: dict) -> tuple[list, int]:
+    """The sentence offsets the manifest vouches for, and the end of sentences.jsonl they
+    imply. A run killed after writing sentence lines (or sentences.idx.npy) but before the
+    manifest leaves more of either than the manifest lists; both are cut back to it."""
+    n = manifest["sentences"]
+    if not n:
+        return [], 0
+    try:
+        offsets = [int(x) for x in np.load(workdir / "sentences.idx.npy")[:n]]
+        if len(offsets) != n:
+            raise ValueError(f"{len(offsets)} offsets")
+        end = _expected_end(workdir / "sentences.jsonl", offsets)
+    except (OSError, ValueError) as e:
+        raise _corrupt(workdir, f"cannot recover the sentence files ({e}); use --rebuild") from None
+    return offsets, end
+
+
+def _build(corpus: str, workdir: Path, fp: dict, manifest: dict, status: str,
+           settings: IndexSettings, encoder: Encoder, batch_size: int, policy: ErrorPolicy | None,
+           rows_per_shard: int, progress: bool, t0: float) -> BuildReport:
+    """Index the corpus lines past ``manifest["corpus"]["lines"]`` into ``workdir``."""
+    from nertools.xner.candidates import SpanRules
+
+    skip_lines = manifest["corpus"]["lines"]
     rules = SpanRules(max_length=settings.max_span_len)
     policy = policy or ErrorPolicy()
     name = display_name(corpus)
+    cut0 = (encoder.truncated_sentences, encoder.dropped_phrases)
 
-    sent_path = outdir / "sentences.jsonl"
-    offsets = list(np.load(outdir / "sentences.idx.npy")) if manifest["sentences"] else []
-    sent_fh = open(sent_path, "ab")
-    sent_fh.seek(0, os.SEEK_END)
-    pos = sent_fh.tell()
-    # an interrupted earlier append may have left lines the manifest does not know about
-    if offsets and len(offsets) == manifest["sentences"] and pos != _expected_end(sent_path, offsets):
-        sent_fh.truncate(_expected_end(sent_path, offsets))
-        pos = sent_fh.tell()
-    elif not offsets and pos:
-        sent_fh.truncate(0)
-        pos = 0
+    sent_path = workdir / "sentences.jsonl"
+    offsets, pos = _recover(workdir, manifest)
+    sent_fh = open(sent_path, "r+b" if sent_path.exists() else "wb")
+    # truncate() does not move the file position: seek to the recovered end as well
+    sent_fh.truncate(pos)
+    sent_fh.seek(pos)
 
     shard_vecs: list[np.ndarray] = []
     shard_meta: list[np.ndarray] = []
@@ -334,8 +397,8 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
             return
         k = len(manifest["shards"]) + len(new_shards)
         vname, sname = f"vectors-{k:05d}.npy", f"spans-{k:05d}.npy"
-        _save_npy(outdir / vname, np.concatenate(shard_vecs).astype(np.float16))
-        _save_npy(outdir / sname, np.concatenate(shard_meta).astype(np.int32))
+        _save_npy(workdir / vname, np.concatenate(shard_vecs).astype(np.float16))
+        _save_npy(workdir / sname, np.concatenate(shard_meta).astype(np.int32))
         new_shards.append({"vectors": vname, "spans": sname, "rows": shard_rows})
         shard_vecs, shard_meta, shard_rows = [], [], 0
 
@@ -395,16 +458,21 @@ def build_index(corpus: str, out: str, settings: IndexSettings, *, encoder: Enco
         sent_fh.close()
     if n_sent == 0:
         raise DataError("no sentences to index", path=name)
-    _save_npy(outdir / "sentences.idx.npy", np.asarray(offsets, dtype=np.int64))
+    truncated = encoder.truncated_sentences - cut0[0]
+    dropped = encoder.dropped_phrases - cut0[1]
+    _save_npy(workdir / "sentences.idx.npy", np.asarray(offsets, dtype=np.int64))
     manifest["shards"].extend(new_shards)
     manifest["rows"] += n_new_rows
     manifest["sentences"] = n_sent
     manifest["dim"] = dim
     manifest["corpus"] = {"path": os.path.abspath(corpus), **fp}
     manifest["encoder"] = {"name": settings.model, "hidden_size": encoder.hidden_size}
-    _atomic_write_json(outdir / MANIFEST, manifest)
+    cut = manifest.get("truncated") or {"sentences": 0, "phrases": 0}
+    manifest["truncated"] = {"sentences": cut["sentences"] + truncated, "phrases": cut["phrases"] + dropped}
+    write_json_atomic(workdir / MANIFEST, manifest)
     return BuildReport(status, sentences=n_new_sent, phrases=n_new_rows,
-                       total_phrases=manifest["rows"], seconds=time.perf_counter() - t0)
+                       total_phrases=manifest["rows"], seconds=time.perf_counter() - t0,
+                       truncated_sentences=truncated, dropped_phrases=dropped)
 
 
 def _expected_end(path: Path, offsets: list) -> int:
@@ -416,6 +484,7 @@ def _expected_end(path: Path, offsets: list) -> int:
 
 # the names of 0.1 (nertools.retrieve re-exports them)
 _NoProgress = NoProgress
+_atomic_write_json = write_json_atomic
 
 
 def _progress(total, desc, unit, enabled):

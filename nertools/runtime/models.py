@@ -228,11 +228,48 @@ class LoadedLM:
 LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError, struct.error)
 
 
-def load_error(subject: str, error: BaseException) -> NertoolsError:
+def load_error(subject: str, error: BaseException, gguf: str | None = None) -> NertoolsError:
     """The one wording of a load failure: ``cannot load <subject>: <first line of the cause>``
-    (the exception's type name when it has no message)."""
+    (the exception's type name when it has no message). With ``gguf`` (the GGUF file being
+    read), a parse error says that the file is not a GGUF file or is truncated."""
     lines = [ln for ln in str(error).splitlines() if ln.strip()]
-    return NertoolsError(f"cannot load {subject}: {lines[0] if lines else type(error).__name__}")
+    cause = lines[0] if lines else type(error).__name__
+    if gguf is not None and isinstance(error, GGUF_PARSE_ERRORS):
+        what = gguf_problem(gguf)
+        if what:
+            return NertoolsError(f"cannot load {subject}: {gguf} {what} ({cause})")
+    return NertoolsError(f"cannot load {subject}: {cause}")
+
+
+#: What transformers' GGUF reader raises on a file that is not GGUF or was cut short.
+GGUF_PARSE_ERRORS = (struct.error, ValueError, KeyError, IndexError, EOFError, OSError)
+
+
+def gguf_problem(path: str) -> str | None:
+    """Why the GGUF file ``path`` cannot be read, in words, or ``None`` when its header and
+    tensor table are whole (then the cause lies elsewhere, e.g. an unsupported architecture).
+    Reads the header only, plus the file size: the tensor data must reach the offset and size
+    the tensor table names."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                return "is not a GGUF file (no GGUF magic number at its start)"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    try:
+        reader = GGUFReader(path, "r")
+        ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
+    except Exception:  # noqa: BLE001 - any parse failure of the header or tensor table
+        return "is not a valid GGUF file or is truncated (an interrupted download?)"
+    if ends and max(ends) > size:
+        return (f"is truncated: its tensors need {max(ends)} bytes, the file has {size} "
+                f"(an interrupted download?)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -316,7 +353,7 @@ def load_pretrained(name: str | ModelSource, kind: str, *, dtype: Any = None, su
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         model = cls.from_pretrained(where, **kwargs, **model_kwargs)
     except LOAD_ERRORS as e:
-        raise load_error(subject, e) from None
+        raise load_error(subject, e, _gguf_file(where, kwargs)) from None
     if src.cache is not None and "gguf_file" in kwargs:
         _save_gguf_cache(cls, model, tokenizer, src.cache)
     return model, tokenizer
@@ -356,7 +393,12 @@ def _load_config(src: ModelSource):
     try:
         return AutoConfig.from_pretrained(where, **kwargs)
     except LOAD_ERRORS as e:
-        raise load_error(f"model config {src.name!r}", e) from None
+        raise load_error(f"model config {src.name!r}", e, _gguf_file(where, kwargs)) from None
+
+
+def _gguf_file(where: str, kwargs: dict) -> str | None:
+    """The GGUF file a ``from_pretrained(where, **kwargs)`` call reads (``None``: none)."""
+    return os.path.normpath(os.path.join(where, kwargs["gguf_file"])) if "gguf_file" in kwargs else None
 
 
 def load_config(name: str):

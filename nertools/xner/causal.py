@@ -60,7 +60,6 @@ row's KL per label) and ``extra_temperatures`` (more temperatures for ``row_deta
 from __future__ import annotations
 
 import inspect
-import math
 import re
 from bisect import bisect_left
 from collections import OrderedDict
@@ -69,12 +68,14 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from nertools.core.format_doc import settle_scores
 from nertools.errors import DataError, NertoolsError
 from nertools.runtime import MEMO_SIZE
 from nertools.runtime.batching import pack_by_token_budget, pack_stream, pad_batch
 from nertools.runtime.models import CAUSAL, LoadedLM
 from nertools.runtime.progress import progress
 from nertools.xner.candidates import check_candidates
+from nertools.xner.masked import report_non_finite
 from nertools.xner.seeds import Seed
 
 METHODS = ("2way", "1way", "cosine", "prompt")
@@ -251,7 +252,7 @@ class CausalDivergenceScorer:
         self._seed_template_ref: list[tuple[Any, Any]] | None = None
         self._seed_template_index: dict[tuple[int, int], int] = {}
         self.torch = torch
-        self.stats = {"spans": 0, "records": 0, "forward_tokens": 0, "head_rows": 0}
+        self.stats = {"spans": 0, "records": 0, "forward_tokens": 0, "head_rows": 0, "non_finite": 0}
 
     # ------------------------------------------------------------------ tokenisation
     def _start_ids(self, start_token: str | None) -> list[int]:
@@ -645,7 +646,8 @@ class CausalDivergenceScorer:
             scores = dict(c.get("scores") or {})
             for l, lab in enumerate(self.labels):
                 v = float(s.final[ci, l])
-                scores[lab] = v if math.isfinite(v) else float("inf")
+                scores[lab] = v
+            self.stats["non_finite"] += settle_scores(scores)
             c["scores"] = scores
             if self.row_details and s.details:
                 c["divergence_rows"] = {lab: {str(t): s.details[ci][lab][ti]
@@ -659,6 +661,7 @@ class CausalDivergenceScorer:
             sentences = (self._prepare(rec) for rec in records)
             for chunk in pack_stream(sentences, self.batch_tokens, length=lambda s: len(s.ids)):
                 yield from self._flush(chunk, bar)
+        report_non_finite(self.stats["non_finite"], self.stats["spans"])
 
     def _flush(self, chunk: list[_Sentence], bar) -> Iterator[dict]:
         self._score_chunk(chunk)

@@ -50,11 +50,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
+from nertools.core.format_doc import NON_FINITE_SCORE, settle_scores
 from nertools.errors import DataError, NertoolsError
 from nertools.runtime import MEMO_SIZE
 from nertools.runtime.batching import PADDING_MIN_ROWS, pack_by_token_budget, pad_batch
 from nertools.runtime.models import max_positions
-from nertools.runtime.progress import progress
+from nertools.runtime.progress import log, progress
 from nertools.xner.candidates import check_candidates  # noqa: F401  (one validator for both scorers)
 from nertools.xner.seeds import Seed
 
@@ -253,6 +254,14 @@ class _Job:
     count: int = 0
 
 
+def report_non_finite(count: int, spans: int) -> None:
+    """The summary line of a scoring run that wrote :data:`NON_FINITE_SCORE` scores (none: silent)."""
+    if count:
+        log(f"{count} score(s) of {spans} span(s) were not finite (no rows to compare, or an "
+            f"overflow) and were written as {NON_FINITE_SCORE:g} (ranked last; see nertools-format(5))",
+            prog="ner-divscore")
+
+
 class MaskedDivergenceScorer:
     """Scores every candidate of every record against every seed with a masked LM.
 
@@ -313,6 +322,7 @@ class MaskedDivergenceScorer:
         self._desc_cache: OrderedDict = OrderedDict()  # (label, span string) -> (sum KL, rows)
         self._cache_size = cache_size
         self.spans_scored = 0
+        self.non_finite = 0  # scores written as NON_FINITE_SCORE (the record-format contract)
         self._setup_seed_side()
 
     # -- helpers ------------------------------------------------------------------------
@@ -371,9 +381,13 @@ class MaskedDivergenceScorer:
             for chunk in self._chunks(records):
                 self._score_chunk(chunk)
                 n = sum(len(r["candidates"]) for r in chunk)
+                for rec in chunk:
+                    for cand in rec["candidates"]:
+                        self.non_finite += settle_scores(cand["scores"])
                 self.spans_scored += n
                 bar.update(n)
                 yield from chunk
+        report_non_finite(self.non_finite, self.spans_scored)
 
     def _chunks(self, records: Iterable[dict]) -> Iterator[list[dict]]:
         chunk, size = [], 0
@@ -492,9 +506,20 @@ class MaskedDivergenceScorer:
         span_strings = {}
         for rec, cand in pairs:
             span_strings[id(cand)] = self._strings(rec, cand)[1]
+        needed = sorted(set(span_strings.values()))
         for seed in self.seeds:
             left, right, p_logp = self._seed_desc[seed.label]
-            todo = sorted({s for s in span_strings.values() if (seed.label, s) not in self._desc_cache})
+            # this chunk's cache hits are read (and made most recent) BEFORE new entries are
+            # inserted and the cache trimmed: trimming could otherwise evict an entry this
+            # chunk still needs (review B1)
+            found: dict[str, tuple] = {}
+            for s in needed:
+                key = (seed.label, s)
+                hit = self._desc_cache.get(key)
+                if hit is not None:
+                    self._desc_cache.move_to_end(key)
+                    found[s] = hit
+            todo = [s for s in needed if s not in found]
             if todo:
                 accs = {s: [0.0, 0] for s in todo}
                 texts = [fill_template(self.template, seed.label_word, s) for s in todo]
@@ -505,13 +530,11 @@ class MaskedDivergenceScorer:
                         q_rows.append(row)
                 self._kl_against(p_logp, q_rows, links)
                 for s in todo:
-                    self._desc_cache[(seed.label, s)] = tuple(accs[s])
+                    found[s] = self._desc_cache[(seed.label, s)] = tuple(accs[s])
                 while len(self._desc_cache) > self._cache_size:
                     self._desc_cache.popitem(last=False)
             for _rec, cand in pairs:
-                key = (seed.label, span_strings[id(cand)])
-                total, count = self._desc_cache[key]
-                self._desc_cache.move_to_end(key)
+                total, count = found[span_strings[id(cand)]]
                 job = jobs[(id(cand), seed.label)]
                 job.total += total
                 job.count += count
