@@ -223,3 +223,13 @@ def test_llm_cache_file_mode(tmp_path, umask, monkeypatch):
     assert entry.suffix == ".json" and mode(entry) == fmode and mode(cache) == dmode
     assert orjson.loads(entry.read_bytes())["content"] == "Paris, Rome"
     assert chat_completion(cfg, messages) == "Paris, Rome" and len(calls) == 1  # a cache hit
+
+
+def test_atomic_file_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.tsv"
+    target.write_text("old\n")
+    link = tmp_path / "link.tsv"
+    link.symlink_to(target.name)
+    write_bytes_atomic(link, b"new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.tsv", "real.tsv"]

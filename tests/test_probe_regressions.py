@@ -361,7 +361,6 @@ def test_read_only_output_target(inputs, tmp_path, umask022):
     assert listing(tmp_path) == ["bad.jsonl", "ro.jsonl"]
 
 
-@pytest.mark.xfail(strict=True, reason="D7 (-o symlink replaced by a regular file) not fixed yet")
 def test_output_symlink_is_written_through(inputs, tmp_path):
     target = tmp_path / "target.jsonl"
     target.write_text("sentinel\n")
@@ -777,7 +776,6 @@ def test_d20_truncated_conll_gz_is_a_data_error(tmp_path):
     assert listing(tmp_path) == ["t.conll.gz"]
 
 
-@pytest.mark.xfail(strict=True, reason="D20 (a 0-byte index shard gives 'Aborted!', exit 1) not fixed yet")
 def test_d20_zero_byte_index_shard_is_a_data_error(inputs, tmp_path):
     idx = tmp_path / "idx"
     shutil.copytree(inputs.index, idx)
@@ -832,14 +830,13 @@ def test_d15_bogus_gguf_is_one_line(content, inputs, tmp_path, monkeypatch):
     assert_error(r, "ner-divscore", 1, "fake.gguf")
 
 
-@pytest.mark.xfail(strict=True, reason="D15 (the message does not say the GGUF file is truncated) not fixed yet")
 def test_d15_truncated_gguf_says_so(inputs, tmp_path, monkeypatch):
     monkeypatch.setenv("NERTOOLS_CACHE", str(tmp_path / "cache"))
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"GGUF junk\n")
     r = invoke("ner-divscore", ["--model", str(fake), "--seed", "PER=Ann", *CPU, str(inputs.candidates)])
     line = assert_error(r, "ner-divscore", 1, "fake.gguf")
-    assert "unpack_from" not in line and ("truncated" in line or "corrupt" in line or "not a valid" in line), line
+    assert "not a valid GGUF file or is truncated" in line, line
 
 
 def test_d23_missing_gguf_encoder_says_not_found(inputs, tmp_path):
@@ -853,7 +850,6 @@ def _index_args(corpus: Path, out: Path, model: Path) -> list[str]:
     return ["--corpus", str(corpus), "--model", str(model), "--out", str(out), "--max-length", "32", "-q", *CPU]
 
 
-@pytest.mark.xfail(strict=True, reason="D12 not fixed yet")
 def test_d12_failed_first_index_build_can_be_redone(inputs, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(inputs.first_line("records") + "{broken\n")
@@ -863,7 +859,6 @@ def test_d12_failed_first_index_build_can_be_redone(inputs, tmp_path):
     assert r.exit_code == 0, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="D2 not fixed yet")
 def test_d2_append_after_a_killed_append_keeps_the_index_valid(inputs, tmp_path):
     lines = [json.dumps({"id": f"s{i}", "text": f"Ann met Bo in Paris {i} ."}) for i in range(12)]
     corpus, out = tmp_path / "c.jsonl", tmp_path / "idx"

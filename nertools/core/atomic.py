@@ -68,9 +68,16 @@ def is_special_file(path: str | os.PathLike) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def final_target(path: str | os.PathLike) -> str:
+    """The file a write to ``path`` replaces: ``path`` itself, or for a symbolic link the file it
+    points to (resolved, even when it does not exist yet), so that the link stays a link."""
+    return os.path.realpath(path) if os.path.islink(path) else os.fspath(path)
+
+
 def temp_file_beside(path: str | os.PathLike, suffix: str = ".part") -> tuple[int, str]:
-    """``(fd, name)`` of a new temporary file in ``path``'s directory, with the umask's mode."""
-    target = Path(path)
+    """``(fd, name)`` of a new temporary file beside ``path`` (beside the file a symbolic link
+    points to, see :func:`final_target`), with the umask's mode."""
+    target = Path(final_target(path))
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=suffix, dir=directory)
     _PENDING.add(_key(tmp))
@@ -82,8 +89,9 @@ def temp_file_beside(path: str | os.PathLike, suffix: str = ".part") -> tuple[in
 
 
 def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename a finished temporary file onto ``path``."""
-    os.replace(tmp, path)
+    """Rename a finished temporary file onto ``path`` (onto its target when ``path`` is a
+    symbolic link: :func:`final_target`)."""
+    os.replace(tmp, final_target(path))
     _PENDING.discard(_key(tmp))
 
 

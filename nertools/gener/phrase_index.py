@@ -543,8 +543,8 @@ class PhraseIndex:
             try:
                 v = np.load(outdir / sh["vectors"], mmap_mode="r")
                 s = np.load(outdir / sh["spans"], mmap_mode="r")
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise _corrupt(outdir, f"cannot read shard {sh!r}: {e}") from None
+            except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # EOFError: an empty file
+                raise _corrupt(outdir, f"cannot read shard {sh!r}: {e or type(e).__name__}") from None
             if v.ndim != 2 or v.shape[1] != m["dim"] or v.shape[0] != sh["rows"]:
                 raise _corrupt(outdir, f"{sh['vectors']} has shape {v.shape}, expected "
                                        f"({sh['rows']}, {m['dim']})")
@@ -557,7 +557,7 @@ class PhraseIndex:
             raise _corrupt(outdir, f"shards hold {rows} phrases, manifest says {m['rows']}")
         try:
             offsets = np.load(outdir / "sentences.idx.npy")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise _corrupt(outdir, f"cannot read sentences.idx.npy: {e}") from None
         if offsets.shape != (m["sentences"],):
             raise _corrupt(outdir, f"sentences.idx.npy has {offsets.shape[0]} entries, manifest "
