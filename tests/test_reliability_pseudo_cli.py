@@ -275,7 +275,7 @@ def test_dictmatch_matches_nfc_entries_in_nfd_text_and_back(tmp_path, text_form)
 # ------------------------------------------------------------------ --dict-out (D1)
 def test_dict_out_written_when_stdout_closes_early(tmp_path, monkeypatch):
     import nertools.cli.retrieve as cli_retrieve
-    import nertools.gener.questions as questions
+    import nertools.gener.query as questions
 
     evidence = [{"id": f"s{i}", "text": "Paris", "spans": []} for i in range(1000)]
     entries = [("Paris", "LOC", 3), ("Berlin", "LOC", 1)]

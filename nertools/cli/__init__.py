@@ -16,8 +16,8 @@ ner-selftrain               :func:`nertools.tagging.train.train_tagger`
 ner-tag                     :class:`nertools.tagging.tagger.Tagger`
 ner-dictmatch               :func:`nertools.gener.dictmatch.dictmatch`
 ner-retrieve index          :func:`nertools.gener.phrase_index.build_index`
-ner-retrieve query          :func:`nertools.gener.questions.query_dense`, ``--backend openai``:
-                            :func:`nertools.gener.questions.query_llm`
+ner-retrieve query          :func:`nertools.gener.query.query_dense`, ``--backend openai``:
+                            :func:`nertools.gener.query.query_llm`
 ==========================  =====================================================================
 
 Options several commands share are declared once in :mod:`nertools.cli.options`; input,

@@ -140,7 +140,8 @@ def query_cmd(index_path, questions, labels, question_file, type_words, top_k, d
     ner-dictmatch --dict reads too. --dict-out writes the same dictionary as TSV.
     """
     from nertools.runtime.models import set_threads
-    from nertools.gener.questions import collect_questions, query_dense, query_llm
+    from nertools.gener.query import query_dense, query_llm
+    from nertools.gener.questions import collect_questions
 
     def note(message: str) -> None:
         log(message, prog="ner-retrieve query")
