@@ -66,3 +66,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.line(f"SKIPPED (counts as a failure) {line}", red=True)
         terminalreporter.line(f"{len(_SKIPS)} skip(s): install what they need (make models, ../shared) "
                               "or unset CI to run locally with skips")
+
+
+@pytest.fixture(autouse=True)
+def _not_quiet():
+    """Each test starts with progress and log lines on: ``-q`` in an in-process CLI run sets a
+    process-wide switch (nertools.runtime.progress), which must not leak into the next test."""
+    from nertools.runtime.progress import set_quiet
+
+    set_quiet(False)
+    yield
+    set_quiet(False)
