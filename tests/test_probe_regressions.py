@@ -228,7 +228,7 @@ def _number_options(cmd: click.Command) -> list[click.Option]:
 
 #: Left out, found by this sweep and not in the probe's list (reported to the lead): NaN passes
 #: click's FloatRange and the library then refuses it with exit 1 instead of a usage error.
-UNSWEPT = {("ner-retrieve index", "--context-weight", "nan")}
+UNSWEPT: set = set()  # (command, option, value) rows the sweep leaves out
 
 
 def _sweep():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nertools.cli.common import CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option, output_option
-from nertools.cli.options import model_runtime_options, quiet_option
+from nertools.cli.options import FiniteFloat, model_runtime_options, quiet_option
 from nertools.core.jsonl import ErrorPolicy
 from nertools.errors import DataError, NertoolsError
 
@@ -128,27 +128,27 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
               help="local: prompts per generation batch.")
 @click.option("--batch-tokens", type=click.IntRange(16), default=4096, show_default=True,
               help="local: padded tokens per batch (prompt + new tokens, per row).")
-@click.option("--repetition-penalty", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+@click.option("--repetition-penalty", type=FiniteFloat(min=1.0), default=1.0, show_default=True,
               help="local: >1 discourages loops in small models (1.0 = plain greedy).")
 @click.option("--base-url", default=None, help="openai: endpoint, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
               help="openai: file whose first line is the API key (else env OPENAI_API_KEY).")
 @click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
               help="openai: requests in flight.")
-@click.option("--timeout", type=click.FloatRange(0.01), default=60.0, show_default=True,
+@click.option("--timeout", type=FiniteFloat(0.01), default=60.0, show_default=True,
               help="openai: seconds per request.")
 @click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
               help="openai: retries after a timeout, connection error, HTTP 429 or 5xx.")
-@click.option("--retry-wait", type=click.FloatRange(0), default=1.0, show_default=True,
+@click.option("--retry-wait", type=FiniteFloat(0), default=1.0, show_default=True,
               help="openai: seconds before the first retry (doubles; a longer Retry-After wins).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
               help="openai: response cache (default ~/.cache/nertools/llm).")
 @click.option("--no-cache", is_flag=True, help="openai: neither read nor write the cache.")
 @click.option("--structured/--no-structured", default=False, show_default=True,
               help="openai/batch: ask for JSON-schema structured output (falls back to text when refused).")
-@click.option("--price-prompt", type=click.FloatRange(0), default=None,
+@click.option("--price-prompt", type=FiniteFloat(0), default=None,
               help="Price per 1,000 prompt tokens (a cost line at the end).")
-@click.option("--price-completion", type=click.FloatRange(0), default=None,
+@click.option("--price-completion", type=FiniteFloat(0), default=None,
               help="Price per 1,000 completion tokens.")
 @click.option("--batch-requests", type=click.Path(dir_okay=False), default=None,
               help="batch: write the Batch-API request JSONL here and stop.")

@@ -6,7 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import count_type, model_option, model_runtime_options, quiet_option
+from nertools.cli.options import FiniteFloat, count_type, model_option, model_runtime_options, quiet_option
 from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_values
 from nertools.runtime.models import CAUSAL, MASKED
@@ -42,7 +42,7 @@ Examples:
                    "causal \"[SEED] is a/an [LABEL] name\". With --method prompt: the prompt.")
 @click.option("--label-word", "label_word_specs", multiple=True, metavar="LABEL=WORD",
               help="What templates say for a label (default: PER person, LOC location, ...).")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--temperature", type=FiniteFloat(min=0, min_open=True), default=None,
               help=f"Softmax temperature [default: {scorer_default(MASKED, 'temperature'):g}, as released, "
                    f"for the divergence methods (also measured best with causal LMs); 1 for the "
                    f"causal prompt method].")

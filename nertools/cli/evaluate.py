@@ -8,7 +8,7 @@ import click
 import orjson
 
 from nertools.cli.common import CONTEXT_SETTINGS, nertools_command, on_error_option
-from nertools.cli.options import count_type, quiet_option
+from nertools.cli.options import FiniteFloat, count_type, quiet_option
 from nertools.core.jsonl import ErrorPolicy
 from nertools.evaluation.matching import MISSING_CHOICES
 from nertools.evaluation.strict import evaluate
@@ -95,7 +95,7 @@ def _records_line(report: dict) -> str:
                    "precision@K per label and candidate recall.")
 @click.option("--k", "ks", type=count_type(), multiple=True, metavar="N",
               help="--ranked: precision at the top N candidates per label (repeatable).")
-@click.option("--k-frac", "k_fracs", type=click.FloatRange(0, 1, min_open=True), multiple=True,
+@click.option("--k-frac", "k_fracs", type=FiniteFloat(0, 1, min_open=True), multiple=True,
               metavar="F", help="--ranked: precision at the top F x (number of candidates) per "
                                 "label, e.g. 0.009 (repeatable).")
 @click.option("--json", "as_json", is_flag=True,

@@ -6,7 +6,7 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import count_type, labels_option, quiet_option
+from nertools.cli.options import FiniteFloat, count_type, labels_option, quiet_option
 from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_list
 from nertools.errors import NertoolsError
@@ -38,7 +38,7 @@ def _boundary_labels(value: str | None) -> tuple[str, ...]:
                    "The paper: 0.15 (CoNLL, WNUT) and 0.20 (Tweebank, Restaurant) for its masked LM.")
 @click.option("--top-k", type=count_type(), default=None, metavar="K",
               help="Keep the K best-scored spans per label, corpus-wide.")
-@click.option("--top-percent", type=click.FloatRange(0, 100, min_open=True), default=None, metavar="P",
+@click.option("--top-percent", type=FiniteFloat(0, 100, min_open=True), default=None, metavar="P",
               help="Keep per label the best P% of all candidates of the corpus (PromptMine: 2), "
                    "rounded half up and at least one, as ner-eval --k-frac counts.")
 @labels_option(help="Only these labels (default: every label that has scores).")

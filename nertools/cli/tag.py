@@ -7,7 +7,7 @@ import click
 from nertools.core.jsonl import ErrorPolicy
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command,
                                  on_error_option, output_option)
-from nertools.cli.options import model_option, model_runtime_options, quiet_option
+from nertools.cli.options import FiniteFloat, model_option, model_runtime_options, quiet_option
 from nertools.core.jsonl import RecordWriter, read_records
 
 EXAMPLE = """\b
@@ -22,7 +22,7 @@ Examples:
 @input_argument()
 @output_option()
 @model_option(type=click.Path(file_okay=False), help="Model directory written by ner-selftrain.")
-@click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--threshold", default=0.0, show_default=True, type=FiniteFloat(0, 1),
               help="Drop predicted spans whose score (mean probability of their tags) is lower.")
 @click.option("--max-tokens", default=8192, show_default=True, type=click.IntRange(16),
               help="Token budget of a batch (batch size x padded length).")
