@@ -123,18 +123,11 @@ class LocalBackend:
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices grouped into batches: by length, within ``batch_size`` and ``batch_tokens``."""
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        out: list[list[int]] = []
-        cur: list[int] = []
-        for i in order:
-            width = max([lengths[j] for j in cur] + [lengths[i]]) + self.max_new_tokens
-            if cur and (len(cur) + 1 > self.batch_size or (len(cur) + 1) * width > self.batch_tokens):
-                out.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            out.append(cur)
-        return out
+        from nertools.runtime.batching import pack_by_token_budget
+
+        # a row's width is its prompt plus the tokens it may generate (left padding, greedy)
+        return pack_by_token_budget([n + self.max_new_tokens for n in lengths], self.batch_tokens,
+                                    max_rows=self.batch_size)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Any, Answer]]:
         it = iter(jobs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nertools.cli.common import CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option, output_option
-from nertools.cli.options import FiniteFloat, model_runtime_options, quiet_option
+from nertools.cli.options import FiniteFloat, llm_client_options, model_runtime_options, quiet_option
 from nertools.core.jsonl import ErrorPolicy
 from nertools.errors import DataError, NertoolsError
 
@@ -130,20 +130,11 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
               help="local: padded tokens per batch (prompt + new tokens, per row).")
 @click.option("--repetition-penalty", type=FiniteFloat(min=1.0), default=1.0, show_default=True,
               help="local: >1 discourages loops in small models (1.0 = plain greedy).")
-@click.option("--base-url", default=None, help="openai: endpoint, e.g. http://127.0.0.1:8000/v1.")
+@llm_client_options
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
               help="openai: file whose first line is the API key (else env OPENAI_API_KEY).")
 @click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
               help="openai: requests in flight.")
-@click.option("--timeout", type=FiniteFloat(0.01), default=60.0, show_default=True,
-              help="openai: seconds per request.")
-@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
-              help="openai: retries after a timeout, connection error, HTTP 429 or 5xx.")
-@click.option("--retry-wait", type=FiniteFloat(0), default=1.0, show_default=True,
-              help="openai: seconds before the first retry (doubles; a longer Retry-After wins).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-              help="openai: response cache (default ~/.cache/nertools/llm).")
-@click.option("--no-cache", is_flag=True, help="openai: neither read nor write the cache.")
 @click.option("--structured/--no-structured", default=False, show_default=True,
               help="openai/batch: ask for JSON-schema structured output (falls back to text when refused).")
 @click.option("--price-prompt", type=FiniteFloat(0), default=None,

@@ -182,3 +182,25 @@ def _click_type(kind, meta):
     if kind is str:
         return click.STRING
     raise TypeError(f"no command-line type for {kind!r}")
+
+
+def llm_client_options(fn: Callable) -> Callable:
+    """The OpenAI-compatible client's options (nertools.llm.client.LLMConfig), for every command
+    that talks to an LLM server: ``--base-url``, ``--timeout``, ``--retries``, ``--retry-wait``,
+    ``--cache-dir``, ``--no-cache`` (in that order in --help)."""
+    options = [
+        click.option("--base-url", default=None,
+                     help="openai: the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."),
+        click.option("--timeout", type=FiniteFloat(0.01), default=60.0, show_default=True,
+                     help="openai: seconds per request."),
+        click.option("--retries", type=count_type(0), default=3, show_default=True,
+                     help="openai: retries after a timeout, connection error, HTTP 429 or 5xx."),
+        click.option("--retry-wait", type=FiniteFloat(0), default=1.0, show_default=True,
+                     help="openai: seconds before the first retry (doubles; a longer Retry-After wins)."),
+        click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+                     help="openai: response cache (default ~/.cache/nertools/llm)."),
+        click.option("--no-cache", is_flag=True, help="openai: neither read nor write the cache."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from nertools.cli.common import CONTEXT_SETTINGS, nertools_command, on_error_option, output_option
-from nertools.cli.options import FiniteFloat, count_type, model_option, model_runtime_options, quiet_option
+from nertools.cli.options import (FiniteFloat, count_type, llm_client_options,
+                                   model_option, model_runtime_options, quiet_option)
 from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_values
 from nertools.errors import NertoolsError
@@ -113,18 +114,9 @@ def index_cmd(corpus, model, out, span_repr, context_weight, max_span_len, max_l
 @click.option("--no-rule", "no_rules", type=click.IntRange(1, 7), multiple=True, metavar="N",
               help="Turn normalisation rule N (1-7) off for the pseudo-dictionary; repeatable.")
 @click.option("--backend", type=click.Choice(["dense", "openai"]), default="dense", show_default=True)
-@click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
 @model_option(required=False, default=None, help="openai: model name. dense: encoder (default: the index's).")
 @click.option("--api-key", default=None, envvar="OPENAI_API_KEY", help="API key (env OPENAI_API_KEY).")
-@click.option("--timeout", type=FiniteFloat(0.01), default=60.0, show_default=True,
-              help="openai: seconds per request.")
-@click.option("--retries", type=count_type(0), default=3, show_default=True,
-              help="openai: retries after a timeout, connection error, HTTP 429 or 5xx.")
-@click.option("--retry-wait", type=FiniteFloat(0), default=1.0, show_default=True,
-              help="openai: seconds before the first retry (doubles each time).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-              help="openai: response cache (default ~/.cache/nertools/llm).")
-@click.option("--no-cache", is_flag=True, help="openai: neither read nor write the cache.")
+@llm_client_options
 @output_option()
 @model_runtime_options
 @quiet_option(expose_value=False)
