@@ -573,6 +573,32 @@ SIGINT_RUNS = {
 }
 
 
+def interrupt(argv: list[str], line: bytes, work: Path, sig=signal.SIGINT, env=None):
+    """Start ``argv`` reading standard input, wait until its temporary output appears in
+    ``work``, send ``sig``; return ``(returncode, stderr)``."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env or _env(), preexec_fn=_default_sigint)
+    try:
+        proc.stdin.write(line * 3)
+        proc.stdin.flush()
+        deadline = time.monotonic() + 90
+        while len(listing(work)) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command never opened its output"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for fh in (proc.stdin, proc.stdout, proc.stderr):
+            fh.close()
+    return proc.returncode, err
+
+
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
                          ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("prog", sorted(SIGINT_RUNS))
@@ -586,28 +612,9 @@ def test_ctrl_c_exits_130_quietly_and_leaves_no_temp_files(prog, sig, code, word
     out.write_text("sentinel\n")
     args = [a.format(dict=inputs.dict_tsv) for a in SIGINT_RUNS[prog]]
     line = inputs.first_line("scored" if prog == "ner-pseudo" else "records")
-    proc = subprocess.Popen([prog, *args, "-", "-o", str(out)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(TMPDIR=str(scratch)),
-                            preexec_fn=_default_sigint)
-    try:
-        proc.stdin.write(line.encode() * 3)
-        proc.stdin.flush()
-        deadline = time.monotonic() + 60
-        while len(listing(work)) < 2:  # the temporary output file: the command is at work
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the command never opened its output"
-            time.sleep(0.05)
-        time.sleep(0.3)  # now blocked reading the open pipe
-        proc.send_signal(sig)
-        proc.wait(timeout=60)  # (stdin stays open: no end of input races the signal)
-        err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for fh in (proc.stdin, proc.stdout, proc.stderr):
-            fh.close()
-    assert proc.returncode == code, err
+    rc, err = interrupt([prog, *args, "-", "-o", str(out)], line.encode(), work, sig,
+                        env=_env(TMPDIR=str(scratch)))
+    assert rc == code, err
     assert "Traceback" not in err and err.endswith(f"{prog}: {word}\n"), err
     assert err.count(word) == 1
     assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]

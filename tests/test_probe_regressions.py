@@ -48,6 +48,7 @@ from test_cli_contract import (  # noqa: F401  (inputs is a fixture)
     _default_sigint,
     _env,
     _run_case,
+    interrupt,
     assert_error,
     inputs,
     invoke,
@@ -615,32 +616,6 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
     assert (tmp_path / "dict.tsv").read_text().count("\t") >= 2  # D1
 
 
-def _interrupt(argv: list[str], line: bytes, work: Path, sig=signal.SIGINT, env=None):
-    """Start ``argv`` reading standard input, wait until its temporary output appears in
-    ``work``, send ``sig``; return ``(returncode, stderr)``."""
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env or _env(), preexec_fn=_default_sigint)
-    try:
-        proc.stdin.write(line * 3)
-        proc.stdin.flush()
-        deadline = time.monotonic() + 90
-        while len(listing(work)) < 2:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the command never opened its output"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-        err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for fh in (proc.stdin, proc.stdout, proc.stderr):
-            fh.close()
-    return proc.returncode, err
-
-
 SIGINT_MODEL_RUNS = {
     "ner-divscore": (["--model", "{model}", "--seed", "PER=Ann", "--no-progress", "--threads", "1", *CPU],
                      "candidates"),
@@ -657,7 +632,7 @@ def test_ctrl_c_in_model_commands_exits_130_and_cleans_up(prog, inputs, tmp_path
     out.write_text("sentinel\n")
     args, role = SIGINT_MODEL_RUNS[prog]
     argv = [prog, *(a.format(model=inputs.model, tagger=inputs.tagger) for a in args), "-", "-o", str(out)]
-    code, err = _interrupt(argv, inputs.first_line(role).encode(), work)
+    code, err = interrupt(argv, inputs.first_line(role).encode(), work)
     assert code == 130 and "Traceback" not in err and err.endswith(f"{prog}: interrupted\n"), (code, err)
     assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
 
@@ -667,7 +642,7 @@ def test_sigterm_exits_143_and_cleans_up(inputs, tmp_path):
     work.mkdir()
     out = work / "out.jsonl"
     out.write_text("sentinel\n")
-    code, err = _interrupt(["ner-validate", "-", "-o", str(out)], inputs.first_line("records").encode(), work,
+    code, err = interrupt(["ner-validate", "-", "-o", str(out)], inputs.first_line("records").encode(), work,
                            sig=signal.SIGTERM)
     assert code == 143 and "Traceback" not in err and err.startswith("ner-validate: "), (code, err)
     assert out.read_text() == "sentinel\n" and listing(work) == ["out.jsonl"]
