@@ -229,9 +229,9 @@ class AppendWriter:
         self._fh = open(path, "ab")
 
     def write(self, obj: Any) -> None:
-        from nertools.core.jsonl import dumps
+        from nertools.core.jsonl import dumps_record
 
-        self._fh.write(dumps(obj))
+        self._fh.write(dumps_record(obj))
         self._fh.flush()
         self.count += 1
 

@@ -293,7 +293,7 @@ def _write_batch_requests(records, prompt_t, engine, path, info):
     cfg, rf = engine
     recs = list(records)
     check_unique_ids(r.get("id") for r in recs)
-    with RecordWriter(path) as w:
+    with RecordWriter(path, form="canonical") as w:  # Batch-API requests, not records
         for r in recs:
             w.write(batch_request_line(str(r.get("id")), cfg, prompt_t.render(r["text"]), rf))
     info(f"wrote {len(recs)} Batch-API requests to {path}; run again with --batch-results FILE")

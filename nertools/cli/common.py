@@ -195,10 +195,20 @@ def input_argument(name: str = "input", **kw) -> Callable:
 
 
 def output_option(**kw) -> Callable:
-    return click.option("-o", "--output", default="-", show_default=True,
-                        type=click.Path(allow_dash=True, dir_okay=False),
-                        help=kw.pop("help", "Output JSONL file (.gz compresses); - is stdout. "
-                                    "A file is replaced only when the run succeeds."), **kw)
+    """``-o/--output`` and, with it, the output form (``--output-form``/``--compact``,
+    :func:`nertools.cli.options.output_form_option`): every command that writes records has
+    both."""
+    from nertools.cli.options import output_form_option
+
+    output = click.option("-o", "--output", default="-", show_default=True,
+                          type=click.Path(allow_dash=True, dir_okay=False),
+                          help=kw.pop("help", "Output JSONL file (.gz compresses); - is stdout. "
+                                      "A file is replaced only when the run succeeds."), **kw)
+
+    def apply(fn: Callable) -> Callable:
+        return output(output_form_option(fn))
+
+    return apply
 
 
 def on_error_option() -> Callable:

@@ -87,7 +87,7 @@ def main(input, output, dict_path, case_sensitive, ambiguous, seed, overwrite, d
     matcher = DictionaryMatcher(dictionary, overwrite=overwrite, drop_existing=drop_existing)
     t1 = time.perf_counter()
     with RecordWriter(output) as out:
-        for rec in dictmatch(input, matcher, strict=strict, policy=policy):
+        for rec in dictmatch(input, matcher, strict=strict, policy=policy, form=out.form):
             out.write(rec)
     dt = time.perf_counter() - t1
     log(f"{matcher.matches} spans in {matcher.records} records "

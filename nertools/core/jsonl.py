@@ -19,9 +19,31 @@ import orjson
 
 from nertools.errors import DataError, InputFileError, OutputError, UsageError
 from nertools.core.atomic import commit_file, discard, is_special_file, temp_file_beside
-from nertools.core.record import normalize_record
+from nertools.core.record import normalize_record, to_compact
 
 ON_ERROR_CHOICES = ("fail", "skip", "warn")
+
+#: The forms records are written in: ``canonical`` (the interchange form, the default) and
+#: ``compact`` (nertools-format(5), COMPACT: :func:`nertools.core.record.to_compact`). Both are
+#: read by every reader, detected record by record.
+OUTPUT_FORMS = ("canonical", "compact")
+#: The environment variable that gives the commands' ``--output-form`` its default.
+OUTPUT_FORM_ENV = "NERTOOLS_OUTPUT_FORM"
+_output_form = "canonical"
+
+
+def set_output_form(form: str) -> None:
+    """Set the form in which :class:`RecordWriter` (and :func:`dumps_record`) write records
+    when not told otherwise; the commands' ``--output-form``/``--compact`` call this."""
+    global _output_form
+    if form not in OUTPUT_FORMS:
+        raise UsageError(f"unknown output form {form!r} (known: {', '.join(OUTPUT_FORMS)})")
+    _output_form = form
+
+
+def output_form() -> str:
+    """The current default output form (:func:`set_output_form`; ``canonical`` unless set)."""
+    return _output_form
 
 #: The longest input line (a JSONL record, a line of a text or specification file) accepted, in bytes,
 #: unless the environment variable ``NERTOOLS_MAX_RECORD_BYTES`` says otherwise. A longer
@@ -231,7 +253,8 @@ def read_converted(path: str | os.PathLike, convert: Callable[[Any, int], Any], 
 def read_records(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
                  labels: Iterable[str] | None = None, allow_empty: bool = False,
                  normalize: bool = True, **normalize_kwargs: Any) -> Iterator[dict]:
-    """Yield canonical records (:func:`nertools.core.record.normalize_record`) from a JSONL file.
+    """Yield canonical records (:func:`nertools.core.record.normalize_record`) from a JSONL file
+    of records in any accepted form, canonical and compact ones mixed as they come.
 
     Invalid records raise :class:`DataError` with file and line, or are skipped per
     ``policy``. A record without ``id`` gets its 1-based line number as id.
@@ -246,9 +269,21 @@ def read_records(path: str | os.PathLike, *, policy: ErrorPolicy | None = None,
     return read_converted(path, convert, policy=policy, allow_empty=allow_empty)
 
 
+_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+
 def dumps(obj: Any) -> bytes:
     """One JSONL line (with its newline)."""
-    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(obj, option=_DUMPS_OPTIONS)
+
+
+def dumps_record(obj: Any, form: str | None = None) -> bytes:
+    """One JSONL line for a record in ``form`` (default: :func:`output_form`): ``compact``
+    writes a canonical record compactly (:func:`~nertools.core.record.to_compact`; anything
+    else, e.g. a record already compact, as it is)."""
+    if (form or _output_form) == "compact":
+        obj = to_compact(obj)
+    return orjson.dumps(obj, option=_DUMPS_OPTIONS)
 
 
 class RecordWriter:
@@ -259,9 +294,20 @@ class RecordWriter:
     umask) and renamed into place by :meth:`close`; on failure (:meth:`abort`, leaving a
     ``with`` block by an exception, or an error while closing) the temporary file is removed
     and the target is untouched.
+
+    ``form``: ``canonical`` or ``compact`` (:data:`OUTPUT_FORMS`); ``None``, the default, takes
+    :func:`output_form` (what the command line chose). In the compact form :meth:`write` turns
+    canonical records compact (:func:`~nertools.core.record.to_compact`) and writes any other
+    object as it is.
     """
 
-    def __init__(self, path: str | os.PathLike = "-", *, buffer_size: int = 1 << 16):
+    def __init__(self, path: str | os.PathLike = "-", *, buffer_size: int = 1 << 16,
+                 form: str | None = None):
+        form = form or _output_form
+        if form not in OUTPUT_FORMS:
+            raise UsageError(f"unknown output form {form!r} (known: {', '.join(OUTPUT_FORMS)})")
+        self.form = form
+        self._compact = form == "compact"
         self.path = str(path)
         self.count = 0
         self._buf = bytearray()
@@ -289,7 +335,12 @@ class RecordWriter:
             self._raw = raw
 
     def write(self, obj: Any) -> None:
-        self.write_raw(dumps(obj))
+        if self._compact:
+            obj = to_compact(obj)
+        self._buf += orjson.dumps(obj, option=_DUMPS_OPTIONS)
+        self.count += 1
+        if len(self._buf) >= self._limit:
+            self.flush()
 
     def write_raw(self, data: bytes) -> None:
         """Write one complete unit of output (a JSON line, a CoNLL sentence block) as-is."""
@@ -391,11 +442,12 @@ class RecordWriter:
             self.abort()
 
 
-def open_writer(path: str | os.PathLike = "-") -> RecordWriter:
-    return RecordWriter(path)
+def open_writer(path: str | os.PathLike = "-", *, form: str | None = None) -> RecordWriter:
+    return RecordWriter(path, form=form)
 
 
-def write_jsonl(path: str | os.PathLike, objs: Iterable[Any]) -> int:
-    """Write all ``objs`` to ``path`` atomically; return the number written."""
-    with RecordWriter(path) as w:
+def write_jsonl(path: str | os.PathLike, objs: Iterable[Any], *, form: str | None = None) -> int:
+    """Write all ``objs`` to ``path`` atomically (records in ``form``, see
+    :class:`RecordWriter`); return the number written."""
+    with RecordWriter(path, form=form) as w:
         return w.write_many(objs)

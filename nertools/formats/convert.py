@@ -41,7 +41,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from nertools.errors import DataError
-from nertools.core.jsonl import ErrorPolicy, RecordWriter, dumps
+from nertools.core.jsonl import ErrorPolicy, RecordWriter, dumps, dumps_record
 from nertools.core.record import normalize_record
 from nertools.core.tags import canonical_scheme
 from nertools.formats.common import DETECT_WINDOW, _read_json_format
@@ -88,7 +88,9 @@ def formatter(fmt: str, *, scheme: str | None = None, sep: str | None = None,
     """
     if scheme is not None:
         scheme = canonical_scheme(scheme)
-    if fmt in ("jsonl", "prodigy"):
+    if fmt == "jsonl":  # the output form the command line chose (canonical unless --compact)
+        return dumps_record
+    if fmt == "prodigy":
         return dumps
     if fmt == "doccano":
         return lambda rec: dumps(record_to_doccano(rec))

@@ -55,7 +55,7 @@ def _capitalised(word: str) -> bool:
 def _headline(words: list[str]) -> bool:
     """More than half of the alphabetic tokens are written in capitals (a CoNLL headline)."""
     alpha = [w for w in words if w[:1].isalpha()]
-    return bool(alpha) and sum(1 for w in alpha if w.isupper()) * 2 > len(alpha)
+    return bool(alpha) and sum(map(str.isupper, alpha)) * 2 > len(alpha)
 
 
 def refine_span(words: list[str], start: int, end: int, taken: bytearray) -> tuple[int, int]:
@@ -169,47 +169,71 @@ class DictionaryMatcher:
             free = best + 1
         return out
 
+    def plan(self, words: list[str], existing: list) -> tuple[list[int] | None, list[tuple[int, int, str, str]]]:
+        """The matches to add to a record with token strings ``words`` and ``existing`` spans
+        (each indexable as ``(token_start, token_end, label, ...)``, token_end inclusive; leave
+        them out for ``drop_existing``): ``(keep, new)``, where ``keep`` lists the indices of
+        the existing spans that stay (``None``: all) and ``new`` holds ``(token_start,
+        token_end, label, source)``. Rules 8-10 apply; the counters are updated."""
+        n = len(words)
+        self.records += 1
+        self.tokens += n
+        matches = self.match_words(words)
+        if not matches and not existing:
+            return None, []
+        taken = bytearray(n)
+        if not self.overwrite:
+            for s in existing:
+                ts, te = s[0], s[1]
+                if ts == te:
+                    taken[ts] = 1
+                else:
+                    taken[ts:te + 1] = b"\x01" * (te - ts + 1)
+        refine = self.rules.refine_boundary
+        headline = None  # computed once, and only for a match that rule 10 could extend
+        stop = STOP_WORDS
+        new = []
+        for (a, b, label) in matches:
+            if taken[a] if a == b else any(taken[a:b + 1]):
+                continue
+            if refine:
+                w = words[a]
+                if w[:1].isupper() and w.lower() not in stop and (
+                        a > 1 and not taken[a - 1] and _capitalised(words[a - 1])
+                        or b + 1 < n and not taken[b + 1] and _capitalised(words[b + 1])):
+                    if headline is None:
+                        headline = _headline(words)
+                    if not headline:
+                        a, b = refine_span(words, a, b, taken)
+            if a == b:
+                taken[a] = 1
+            else:
+                taken[a:b + 1] = b"\x01" * (b - a + 1)
+            new.append((a, b, label, self.source))
+        keep = None
+        if self.overwrite and new and existing:
+            cover = bytearray(n)
+            for a, b, _, _ in new:
+                cover[a:b + 1] = b"\x01" * (b - a + 1)
+            keep = [k for k, s in enumerate(existing) if not any(cover[s[0]:s[1] + 1])]
+            existing = [existing[k] for k in keep]
+            for s in existing:
+                taken[s[0]:s[1] + 1] = b"\x01" * (s[1] - s[0] + 1)
+        if self.rules.abbreviations and (new or existing) and "(" in words:
+            new.extend(self._abbreviations(words, existing, new, taken))
+        self.matches += len(new)
+        return keep, new
+
     def annotate(self, record: dict, words: list[str] | None = None) -> dict:
         """Add dictionary spans to a canonical record (in place; also returned).
         ``words`` are its token strings when the caller has them already."""
         tokens = record["tokens"]
         if words is None:
             words = [t["text"] for t in tokens]
-        n = len(words)
-        self.records += 1
-        self.tokens += n
         existing = [] if self.drop_existing else record["spans"]
-        matches = self.match_words(words)
-        if not matches and not existing:
-            if self.drop_existing:
-                record["spans"] = []
-            return record
-        taken = bytearray(n)
-        if not self.overwrite:
-            for s in existing:
-                for k in range(s["token_start"], s["token_end"] + 1):
-                    taken[k] = 1
-        refine = self.rules.refine_boundary and matches and not _headline(words)
-        new = []
-        for (a, b, label) in matches:
-            if any(taken[a:b + 1]):
-                continue
-            if refine:
-                a, b = refine_span(words, a, b, taken)
-            for k in range(a, b + 1):
-                taken[k] = 1
-            new.append((a, b, label, self.source))
-        if self.overwrite and new and existing:
-            cover = bytearray(n)
-            for a, b, _, _ in new:
-                cover[a:b + 1] = b"\x01" * (b - a + 1)
-            existing = [s for s in existing
-                        if not any(cover[s["token_start"]:s["token_end"] + 1])]
-            for s in existing:
-                for k in range(s["token_start"], s["token_end"] + 1):
-                    taken[k] = 1
-        if self.rules.abbreviations and "(" in words:
-            new.extend(self._abbreviations(words, existing, new, taken))
+        keep, new = self.plan(words, [(s["token_start"], s["token_end"], s["label"]) for s in existing])
+        if keep is not None:
+            existing = [existing[k] for k in keep]
         spans = list(existing)
         text = record["text"]
         for a, b, label, source in new:
@@ -220,16 +244,35 @@ class DictionaryMatcher:
                 _check_token(text, tb, b)
             spans.append({"start": start, "end": end, "token_start": a, "token_end": b,
                           "label": label, "source": source})
-        self.matches += len(new)
-        spans.sort(key=lambda s: (s["token_start"], s["token_end"]))
+        if spans:
+            spans.sort(key=_by_tokens)
         record["spans"] = spans
+        return record
+
+    def annotate_compact(self, record: dict, words: list[str]) -> dict:
+        """Add dictionary spans to a record in the compact form (nertools-format(5), COMPACT)
+        whose structure :func:`fast_compact` checked, in place: new spans are
+        ``[token_start, token_end, label, {"source": ...}]``. No token object is built."""
+        existing = [] if self.drop_existing else record["spans"]
+        keep, new = self.plan(words, existing)
+        if keep is not None:
+            existing = [existing[k] for k in keep]
+        if new:
+            spans = list(existing)
+            spans.extend([a, b, label, {"source": source}] for a, b, label, source in new)
+            spans.sort(key=_by_first_two)
+            record["spans"] = spans
+        elif keep is not None or self.drop_existing:
+            record["spans"] = existing
+        elif len(existing) > 1:
+            existing.sort(key=_by_first_two)
         return record
 
     def _abbreviations(self, words, existing, new, taken) -> list[tuple[int, int, str, str]]:
         """Rule 8: spans for short forms whose long form ends with a labelled span."""
         by_end: dict[int, list[tuple[int, str]]] = {}
         for s in existing:
-            by_end.setdefault(s["token_end"], []).append((s["token_start"], s["label"]))
+            by_end.setdefault(s[1], []).append((s[0], s[2]))
         for a, b, label, _ in new:
             by_end.setdefault(b, []).append((a, label))
         out = []
@@ -245,6 +288,14 @@ class DictionaryMatcher:
                         taken[t] = 1
                     out.append((i, i + k - 1, label, ABBREV_SOURCE))
         return out
+
+
+def _by_tokens(span: dict) -> tuple[int, int]:
+    return span["token_start"], span["token_end"]
+
+
+def _by_first_two(span: list) -> tuple[int, int]:
+    return span[0], span[1]
 
 
 def _check_token(text: str, token: dict, index: int) -> None:
@@ -299,18 +350,75 @@ def fast_canonical(obj: Any, default_id: str) -> list[str] | None:
 
 
 _STR_ONLY = {str}
+_SPAN_KEYS = frozenset({"start", "end", "token_start", "token_end", "label"})
+
+
+def fast_compact(obj: Any, default_id: str) -> list[str] | None:
+    """The token strings of ``obj`` when it is a compact record (nertools-format(5), COMPACT)
+    that can be matched on as it is -- token strings, a well-formed ``ws`` (or none), spans as
+    lists in range, no ``text``/``offs`` -- (and then ``obj`` gets ``spans``/``meta``/``id``
+    if it lacks them), else ``None``: the record then goes through
+    :func:`nertools.core.record.normalize_record`, which names what is wrong with it."""
+    if type(obj) is not dict:
+        return None
+    toks = obj.get("toks")
+    if type(toks) is not list or "tokens" in obj or "text" in obj or "offs" in obj:
+        return None
+    n = len(toks)
+    if n and (set(map(type, toks)) != _STR_ONLY or "" in toks):
+        return None
+    ws = obj.get("ws")
+    if ws is not None and (type(ws) is not str or len(ws) != n or ws.strip("01")):
+        return None
+    spans = obj.get("spans")
+    if spans is None:
+        obj["spans"] = []
+    elif type(spans) is not list:
+        return None
+    else:
+        for s in spans:
+            if type(s) is not list:
+                return None
+            k = len(s)
+            if k != 3 and k != 4:
+                return None
+            ts, te, label = s[0], s[1], s[2]
+            if (type(ts) is not int or type(te) is not int or not 0 <= ts <= te < n
+                    or type(label) is not str or not label.strip()):
+                return None
+            if k == 4 and (type(s[3]) is not dict or not _SPAN_KEYS.isdisjoint(s[3])):
+                return None
+    meta = obj.get("meta")
+    if meta is None:
+        obj["meta"] = {}
+    elif type(meta) is not dict:
+        return None
+    if "id" not in obj:
+        obj["id"] = default_id
+    return toks
 
 
 def annotate_records(matcher: DictionaryMatcher, objs: Iterable[tuple[int, Any]], *,
-                     name: str = "<input>", strict: bool = False, policy=None) -> Iterator[dict]:
+                     name: str = "<input>", strict: bool = False, policy=None,
+                     form: str = "canonical") -> Iterator[dict]:
     """Annotate ``(line_number, parsed_object)`` pairs (as :func:`nertools.core.jsonl.read_jsonl`
     yields them). ``strict`` fully validates every record with
     :func:`~nertools.core.record.normalize_record`; otherwise canonical-looking records take the
-    fast path (:func:`fast_canonical`). Bad records raise :class:`DataError` with file and line
-    (or are skipped per ``policy``)."""
+    fast path (:func:`fast_canonical`). With ``form="compact"`` a compact input record is
+    annotated and yielded compact, without building token objects (:func:`fast_compact`,
+    :meth:`DictionaryMatcher.annotate_compact`); with the default ``canonical`` every record
+    is yielded canonical. Bad records raise :class:`DataError` with file and line (or are
+    skipped per ``policy``)."""
     good = bad = 0
+    compact = form == "compact" and not strict
     for lineno, obj in objs:
         try:
+            if compact and type(obj) is dict and "toks" in obj:
+                words = fast_compact(obj, str(lineno))
+                if words is not None:
+                    good += 1
+                    yield matcher.annotate_compact(obj, words)
+                    continue
             words = None if strict else fast_canonical(obj, str(lineno))
             if words is None:
                 yield_rec = matcher.annotate(normalize_record(obj, default_id=str(lineno)))
@@ -333,13 +441,14 @@ def annotate_records(matcher: DictionaryMatcher, objs: Iterable[tuple[int, Any]]
 
 
 def dictmatch(path: str | os.PathLike, matcher: DictionaryMatcher, *, strict: bool = False,
-              policy: ErrorPolicy | None = None) -> Iterator[dict]:
+              policy: ErrorPolicy | None = None, form: str = "canonical") -> Iterator[dict]:
     """``ner-dictmatch``: the records of the JSONL file ``path`` (``-``: stdin) annotated by
     ``matcher`` (whose ``records``, ``tokens`` and ``matches`` count what was done).
 
-    ``strict`` as in :func:`annotate_records`; bad lines raise :class:`DataError` with file and
-    line, or are skipped per ``policy``.
+    ``strict`` and ``form`` (``compact``: compact input records stay compact, the fast way)
+    as in :func:`annotate_records`; bad lines raise :class:`DataError` with file and line, or
+    are skipped per ``policy``.
     """
     policy = policy or ErrorPolicy()
     return annotate_records(matcher, read_jsonl(path, policy=policy), name=display_name(path),
-                            strict=strict, policy=policy)
+                            strict=strict, policy=policy, form=form)
