@@ -20,6 +20,8 @@ import unicodedata
 from bisect import bisect_left
 from typing import Any, Callable, Iterable, Sequence
 
+import orjson
+
 from nertools.errors import DataError
 
 def _combining_marks() -> str:
@@ -341,6 +343,31 @@ def compact_flags(ws: Any, n: int, text: str | None = None) -> list[bool] | None
     raise DataError("'ws' must be a string of 0/1 or a list of booleans or 0/1")
 
 
+def _tokens_from_flags(toks: list[str], flags: list[bool] | None) -> tuple[str, list[dict]]:
+    """Text and canonical tokens of a compact record without ``text``: each token, then one
+    space where its flag is set (``flags`` ``None``: between tokens, not after the last)."""
+    n = len(toks)
+    if flags is None:
+        flags = [True] * n
+        if n:
+            flags[-1] = False
+        text = " ".join(toks)
+    elif n and not flags[-1] and all(flags[:-1]):
+        text = " ".join(toks)
+    else:
+        text = "".join([t + " " if w else t for t, w in zip(toks, flags)])
+    tokens: list[dict] = []
+    append = tokens.append
+    pos = 0
+    i = 0
+    for t, w in zip(toks, flags):
+        e = pos + len(t)
+        append({"text": t, "start": pos, "end": e, "id": i, "ws": w})
+        pos = e + w
+        i += 1
+    return text, tokens
+
+
 def _compact_tokens(obj: dict) -> tuple[str, list[dict]]:
     toks = obj["toks"]
     if type(toks) is not list:
@@ -354,26 +381,10 @@ def _compact_tokens(obj: dict) -> tuple[str, list[dict]]:
     text = obj.get("text")
     flags = compact_flags(obj.get("ws"), n)
     offs = obj.get("offs")
-    tokens: list[dict] = []
-    append = tokens.append
     if text is None:
         if offs is not None:
             raise DataError("'offs' needs 'text'")
-        if flags is None:  # the default: one space between tokens, none after the last
-            flags = [True] * n
-            if n:
-                flags[-1] = False
-            text = " ".join(toks)
-        else:
-            text = "".join([t + " " if w else t for t, w in zip(toks, flags)])
-        pos = 0
-        i = 0
-        for t, w in zip(toks, flags):
-            e = pos + len(t)
-            append({"text": t, "start": pos, "end": e, "id": i, "ws": w})
-            pos = e + w
-            i += 1
-        return text, tokens
+        return _tokens_from_flags(toks, flags)
     if type(text) is not str:
         raise DataError("'text' is not a string")
     nchar = len(text)
@@ -402,10 +413,8 @@ def _compact_tokens(obj: dict) -> tuple[str, list[dict]]:
             prev = s + len(t)
     if flags is None:
         flags = [s + len(t) < nchar and text[s + len(t)].isspace() for s, t in zip(starts, toks)]
-    i = 0
-    for s, t, w in zip(starts, toks, flags):
-        append({"text": t, "start": s, "end": s + len(t), "id": i, "ws": w})
-        i += 1
+    tokens = [{"text": t, "start": s, "end": s + len(t), "id": i, "ws": w}
+              for i, (s, t, w) in enumerate(zip(starts, toks, flags))]
     return text, tokens
 
 
@@ -523,31 +532,25 @@ def to_compact(record: Any) -> Any:
     try:
         toks = [t["text"] for t in tokens]
         flags = [t["ws"] for t in tokens]
-        starts = [t["start"] for t in tokens]
     except (TypeError, KeyError):
         return record
-    if tokens and (set(map(type, flags)) - _BOOL_ONLY or set(map(type, toks)) != _STR_ONLY
-                   or set(map(len, tokens)) != _FIVE):
+    if tokens and (set(map(type, flags)) != _BOOL_ONLY or set(map(type, toks)) != _STR_ONLY
+                   or "" in toks):
         return record
-    for i, t in enumerate(tokens):  # exactly the canonical keys, consistent offsets
-        if t.get("id") != i or t.get("end") != starts[i] + len(toks[i]) or type(t["id"]) is not int:
-            return record
-    # does "every token, then one space where ws" rebuild the text and the offsets?
-    implied = []
-    pos = 0
-    for t, w in zip(toks, flags):
-        implied.append(pos)
-        pos += len(t) + w
-    rebuilt = False
-    if pos == len(text) and implied == starts:
-        if tokens and not flags[-1] and all(flags[:-1]):
-            rebuilt = text == " ".join(toks)
-        else:
-            rebuilt = text == "".join([t + " " if w else t for t, w in zip(toks, flags)])
-    if not rebuilt:
-        for s, t in zip(starts, toks):
-            if type(s) is not int or text[s:s + len(t)] != t:
+    # lossless by construction: the reader's own rebuilding must give back these very tokens
+    # (compared as JSON, so key order and types count too)
+    try:
+        want = orjson.dumps(tokens)
+        text2, tokens2 = _tokens_from_flags(toks, flags)
+        rebuilt = text2 == text and orjson.dumps(tokens2) == want
+        starts = None
+        if not rebuilt:
+            starts = [t["start"] for t in tokens]
+            text2, tokens2 = _compact_tokens({"toks": toks, "text": text, "offs": starts, "ws": flags})
+            if orjson.dumps(tokens2) != want:
                 return record
+    except (TypeError, KeyError, DataError, orjson.JSONEncodeError):
+        return record
     out: dict = {}
     for k, v in record.items():
         if k == "text":
@@ -570,9 +573,10 @@ def to_compact(record: Any) -> Any:
 def _span_to_compact(span: Any, tokens: list[dict]) -> Any:
     try:
         ts, te, label = span["token_start"], span["token_end"], span["label"]
+        s, e = span["start"], span["end"]
         if (type(ts) is not int or type(te) is not int or not 0 <= ts <= te < len(tokens)
-                or span["start"] != tokens[ts]["start"] or span["end"] != tokens[te]["end"]
-                or type(label) is not str):
+                or type(s) is not int or type(e) is not int
+                or s != tokens[ts]["start"] or e != tokens[te]["end"] or type(label) is not str):
             return span
     except (TypeError, KeyError):
         return span
@@ -587,7 +591,8 @@ def _candidate_to_compact(cand: Any, tokens: list[dict], text: str) -> Any:
         if (type(ts) is not int or type(te) is not int or not 0 <= ts <= te < len(tokens)):
             return cand
         s, e = cand["start"], cand["end"]
-        if s != tokens[ts]["start"] or e != tokens[te]["end"] or cand["text"] != text[s:e]:
+        if (type(s) is not int or type(e) is not int or s != tokens[ts]["start"]
+                or e != tokens[te]["end"] or cand["text"] != text[s:e]):
             return cand
     except (TypeError, KeyError):
         return cand
@@ -598,7 +603,6 @@ def _candidate_to_compact(cand: Any, tokens: list[dict], text: str) -> Any:
 
 _STR_ONLY = frozenset({str})
 _BOOL_ONLY = frozenset({bool})
-_FIVE = frozenset({5})
 
 
 def sort_spans(spans: list[dict]) -> list[dict]:

@@ -1,0 +1,187 @@
+"""Benchmark: record I/O at corpus scale, canonical against compact form, side by side.
+
+Corpus: ``../shared/data/conll2003/train.jsonl`` (14,041 sentences, 203,621 tokens) repeated
+``--copies`` times, written once in the canonical form (as shipped) and once in the compact
+form (nertools-format(5), COMPACT; :func:`nertools.core.record.to_compact`). Dictionary: the
+100 k-entry dictionary of ``benchmarks/dictmatch_speed.py`` (every CoNLL train entity plus
+synthetic proper-noun phrases).
+
+Everything runs pinned to one CPU core; the two forms alternate run by run (A B A B ...), and
+each figure is the median over ``--runs`` runs of the process's CPU time (user + system), so a
+machine whose speed drifts hurts both forms alike; the ratio is taken pair by pair.
+
+1. parse only: ``read_jsonl`` (``orjson.loads`` of every line) -- what a command pays before
+   it looks at a record;
+2. read: ``read_records`` (parse + validation into canonical record dicts with token objects)
+   -- what every command but ``ner-dictmatch`` does;
+3. write: ``RecordWriter`` of the canonical records in each form (to a file);
+4. end to end: the real ``ner-dictmatch`` command, a file in and ``-o`` a file out, canonical in
+   and out against compact in and out (``--compact``), the whole process (interpreter start,
+   imports, dictionary load, matching, output): tokens per CPU second of the process and per
+   wall second, plus the command's own matching-loop rate (its stderr line, which leaves out
+   start-up and the dictionary load).
+
+Usage: ``python benchmarks/io_speed.py [--copies 25] [--runs 5] [--entries 100000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from dictmatch_speed import build_dictionary, calibrate, pin_one_core  # noqa: E402
+from nertools.core.jsonl import RecordWriter, read_jsonl, read_records  # noqa: E402
+from nertools.core.record import to_compact  # noqa: E402
+
+
+def cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def run_command(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """(CPU seconds of the child, wall seconds, stderr) of one run of ``cmd``."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
+    return usage.ru_utime + usage.ru_stime, wall, err
+
+
+def median_pairs(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Median of a, of b, and of the pairwise ratios a/b."""
+    return statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in zip(a, b))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=25, help="copies of CoNLL-2003 train (25 = 5.09 M tokens)")
+    ap.add_argument("--read-copies", type=int, default=3,
+                    help="copies for the in-process read/write figures (sections 1-3)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--entries", type=int, default=100_000)
+    ap.add_argument("--skip-e2e", action="store_true")
+    args = ap.parse_args()
+    train = SHARED / "conll2003" / "train.jsonl"
+    if not train.exists():
+        sys.exit(f"missing {train}")
+    print(f"# record I/O, canonical vs compact ({pin_one_core()}; python {sys.version.split()[0]})")
+    print(f"machine load: {calibrate()}")
+    tmp = Path(tempfile.mkdtemp(prefix="io-bench-"))
+    data = train.read_bytes()
+    lines = data.splitlines()
+    per_copy = sum(len(orjson.loads(l)["tokens"]) for l in lines)
+    compact = b"".join(orjson.dumps(to_compact(orjson.loads(l))) + b"\n" for l in lines)
+    files = {}
+    for copies, tag in ((args.read_copies, "small"), (args.copies, "big")):
+        for form, blob in (("canonical", data), ("compact", compact)):
+            path = tmp / f"{tag}-{form}.jsonl"
+            with path.open("wb") as fh:
+                for _ in range(copies):
+                    fh.write(blob)
+            files[tag, form] = path
+    print(f"corpus: conll2003/train, {len(lines):,} sentences, {per_copy:,} tokens per copy; "
+          f"{len(data) / per_copy:.1f} bytes/token canonical, {len(compact) / per_copy:.1f} compact "
+          f"({len(data) / len(compact):.2f}x smaller)")
+
+    # ---------------------------------------------------------------- 1-3: in process
+    n_small = per_copy * args.read_copies
+    figures: dict[str, dict[str, list[float]]] = {}
+
+    def timed(name: str, form: str, fn) -> None:
+        c = cpu()
+        fn()
+        figures.setdefault(name, {}).setdefault(form, []).append(cpu() - c)
+
+    def parse(path):
+        for _ in read_jsonl(path):
+            pass
+
+    def read(path):
+        for _ in read_records(path):
+            pass
+
+    records = list(read_records(files["small", "canonical"]))
+    out = tmp / "out.jsonl"
+
+    def write(form):
+        with RecordWriter(out, form=form) as w:
+            for r in records:
+                w.write(r)
+
+    for _ in range(args.runs):
+        for form in ("canonical", "compact"):
+            timed("parse only (read_jsonl: orjson.loads per line)", form,
+                  lambda: parse(files["small", form]))
+            timed("read (read_records: parse + validate into canonical records)", form,
+                  lambda: read(files["small", form]))
+            timed("write (RecordWriter of canonical records)", form, lambda: write(form))
+    del records
+    print(f"\n| in process, one core, {n_small:,} tokens, median of {args.runs} | canonical tokens/CPU-s "
+          f"| compact tokens/CPU-s | compact / canonical |")
+    print("|---|---:|---:|---:|")
+    for name, by_form in figures.items():
+        a, b, r = median_pairs(by_form["canonical"], by_form["compact"])
+        print(f"| {name} | {n_small / a:,.0f} | {n_small / b:,.0f} | {r:.2f}x |")
+
+    # ---------------------------------------------------------------- 4: ner-dictmatch
+    if not args.skip_e2e:
+        dict_path = tmp / "dict100k.tsv"
+        build_dictionary(dict_path, train, args.entries)
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        exe = Path(sys.executable).with_name("ner-dictmatch")
+        base = [str(exe) if exe.exists() else "ner-dictmatch", "--dict", str(dict_path)]
+        runs = {"canonical": [], "compact": []}
+        n_big = per_copy * args.copies
+        for _ in range(args.runs):
+            for form in ("canonical", "compact"):
+                extra = ["--compact"] if form == "compact" else []
+                c, w, err = run_command(base + extra + [str(files["big", form]), "-o", str(out)], env)
+                m = re.search(r"\(([\d,]+) tokens, ([\d,]+) tokens/s\)", err)
+                if not m or int(m.group(1).replace(",", "")) != n_big:
+                    sys.exit(f"unexpected ner-dictmatch summary: {err}")
+                runs[form].append((c, w, n_big / int(m.group(2).replace(",", ""))))
+        print(f"\n| `ner-dictmatch`, {n_big:,} tokens, file in, -o file out, median of {args.runs} "
+              f"| CPU s | tokens/CPU-s (whole process) | wall s | tokens/s (wall) "
+              f"| tokens/s (matching loop, its stderr line) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for form in ("canonical", "compact"):
+            c = statistics.median(r[0] for r in runs[form])
+            w = statistics.median(r[1] for r in runs[form])
+            loop = statistics.median(r[2] for r in runs[form])
+            label = "canonical in and out" if form == "canonical" else "compact in and out (`--compact`)"
+            print(f"| {label} | {c:.2f} | {n_big / c:,.0f} | {w:.2f} | {n_big / w:,.0f} | {n_big / loop:,.0f} |")
+        ratio_cpu = statistics.median(a[0] / b[0] for a, b in zip(runs["canonical"], runs["compact"]))
+        ratio_loop = statistics.median(a[2] / b[2] for a, b in zip(runs["canonical"], runs["compact"]))
+        print(f"\ncompact is {ratio_cpu:.2f}x the canonical form's speed for the whole process "
+              f"(CPU time, median of pairwise ratios), {ratio_loop:.2f}x in the matching loop")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"peak RSS of the largest ner-dictmatch run: {peak:.0f} MiB")
+    for p in tmp.iterdir():
+        p.unlink()
+    tmp.rmdir()
+    print(f"\nmachine load at the end: {calibrate()}")
+
+
+if __name__ == "__main__":
+    main()
