@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 from itertools import compress
+from operator import itemgetter
 from typing import Any, Iterable, Iterator
 
 from nertools.gener.dictionary import _AMBIGUOUS, NO_LABEL, PREFIX_BIT, Dictionary
@@ -93,6 +94,8 @@ class DictionaryMatcher:
         self.source = source
         self._forms: dict[str, str] = {}
         self._values: dict[str, int] = {}
+        self._cont: dict[str, bool] = {}
+        self._cont_pieces: frozenset[str] | None = None
         self.records = 0
         self.tokens = 0
         self.matches = 0
@@ -102,8 +105,22 @@ class DictionaryMatcher:
         if len(forms) >= _FORM_CACHE_LIMIT:
             forms.clear()
             self._values.clear()
+            self._cont.clear()
         f = forms[word] = self.dictionary.token_form(word)
         return f
+
+    def _continues(self, word: str) -> bool:
+        """Whether ``word`` can be a non-first token of a dictionary phrase: the first piece of
+        its form follows another piece in some key (every key's proper prefixes are keys
+        too, so those pieces are the last pieces of the keys with more than one). A word that
+        cannot is never appended to a phrase, which spares the matcher most extensions."""
+        pieces = self._cont_pieces
+        if pieces is None:
+            pieces = self._cont_pieces = frozenset(
+                key[key.rfind(" ") + 1:] for key in self.dictionary._index if " " in key)
+        form = self._forms.get(word) or self._form(word)
+        c = self._cont[word] = form.split(" ", 1)[0] in pieces
+        return c
 
     def _fill_values(self, words: list[str], values: list) -> None:
         """Compute the index value of words not cached yet (0: the word starts no phrase).
@@ -135,6 +152,7 @@ class DictionaryMatcher:
         if None in values:
             self._fill_values(words, values)
         forms = self._forms
+        cont = self._cont
         index = self.dictionary._index
         labels = self.dictionary.labels
         out = []
@@ -157,9 +175,13 @@ class DictionaryMatcher:
                 j += 1
                 if j >= n:
                     break
+                w = words[j]
+                c = cont.get(w)
+                if not (self._continues(w) if c is None else c):
+                    break
                 if acc is None:
                     acc = forms.get(words[i]) or self._form(words[i])
-                acc = acc + " " + (forms.get(words[j]) or self._form(words[j]))
+                acc = acc + " " + (forms.get(w) or self._form(w))
                 v = index.get(acc)
                 if v is None:
                     break
@@ -290,12 +312,8 @@ class DictionaryMatcher:
         return out
 
 
-def _by_tokens(span: dict) -> tuple[int, int]:
-    return span["token_start"], span["token_end"]
-
-
-def _by_first_two(span: list) -> tuple[int, int]:
-    return span[0], span[1]
+_by_tokens = itemgetter("token_start", "token_end")  # canonical spans, by token_start, token_end
+_by_first_two = itemgetter(0, 1)  # compact spans, the same order
 
 
 def _check_token(text: str, token: dict, index: int) -> None:
