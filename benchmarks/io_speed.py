@@ -21,7 +21,10 @@ machine whose speed drifts hurts both forms alike; the ratio is taken pair by pa
    wall second, plus the command's own matching-loop rate (its stderr line, which leaves out
    start-up and the dictionary load).
 
-Usage: ``python benchmarks/io_speed.py [--copies 25] [--runs 5] [--entries 100000]``
+With ``--baseline CHECKOUT`` (e.g. ``../main``) the canonical read path of another checkout
+is timed against this tree's, in the same alternating way.
+
+Usage: ``python benchmarks/io_speed.py [--copies 25] [--runs 5] [--entries 100000] [--baseline ../main]``
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--baseline", metavar="CHECKOUT", default=None,
+                    help="another nertools checkout (e.g. the main branch): also time its "
+                         "normalize_record against this tree's on the canonical records")
     args = ap.parse_args()
     train = SHARED / "conll2003" / "train.jsonl"
     if not train.exists():
@@ -137,6 +143,26 @@ def main() -> None:
                   lambda: read(files["small", form]))
             timed("write (RecordWriter of canonical records)", form, lambda: write(form))
     del records
+    if args.baseline:
+        import importlib.util
+
+        from nertools.core.record import normalize_record
+
+        spec = importlib.util.spec_from_file_location(
+            "baseline_record", Path(args.baseline) / "nertools" / "core" / "record.py")
+        base_mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(base_mod)
+        canon_lines = files["small", "canonical"].read_bytes().splitlines()
+
+        def norm_all(fn):
+            for line in canon_lines:
+                fn(orjson.loads(line))
+
+        for _ in range(args.runs):
+            for form, fn in (("canonical", base_mod.normalize_record), ("compact", normalize_record)):
+                timed("canonical records: orjson.loads + normalize_record, baseline (left) vs this tree (right)",
+                      form, lambda: norm_all(fn))
+        del canon_lines
     print(f"\n| in process, one core, {n_small:,} tokens, median of {args.runs} | canonical tokens/CPU-s "
           f"| compact tokens/CPU-s | compact / canonical |")
     print("|---|---:|---:|---:|")
