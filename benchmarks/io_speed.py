@@ -76,6 +76,62 @@ def median_pairs(a: list[float], b: list[float]) -> tuple[float, float, float]:
     return statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in zip(a, b))
 
 
+def stages(dict_path: Path, compact_path: Path, n_tokens: int, runs: int) -> None:
+    """Where the time of ``ner-dictmatch --compact`` goes, in process: each stage adds one
+    step of the command's loop to the one before (median CPU time of ``runs``)."""
+    from nertools.core.jsonl import dumps
+    from nertools.gener.dictionary import Dictionary
+    from nertools.gener.dictmatch import DictionaryMatcher, fast_compact
+
+    d = Dictionary.load(dict_path)
+    lines = compact_path.read_bytes().splitlines()
+    m = DictionaryMatcher(d)
+    for line in lines[:20000]:  # warm the token caches, as a long run has them
+        m.match_words(orjson.loads(line)["toks"])
+    loads = orjson.loads
+
+    def parse():
+        for line in lines:
+            loads(line)
+
+    def check():
+        for line in lines:
+            fast_compact(loads(line), "1")
+
+    def match():
+        for line in lines:
+            m.match_words(fast_compact(loads(line), "1"))
+
+    def annotate():
+        for line in lines:
+            o = loads(line)
+            m.annotate_compact(o, fast_compact(o, "1"))
+
+    def write():
+        for line in lines:
+            o = loads(line)
+            dumps(m.annotate_compact(o, fast_compact(o, "1")))
+
+    steps = [("orjson.loads", parse), ("+ fast_compact (structure checks)", check),
+             ("+ match_words (dictionary look-ups)", match),
+             ("+ rest of annotate_compact (rules 8-10, overlaps, spans)", annotate),
+             ("+ orjson.dumps of the result", write)]
+    times: dict[str, list[float]] = {name: [] for name, _ in steps}
+    for _ in range(runs):
+        for name, fn in steps:
+            c = cpu()
+            fn()
+            times[name].append(cpu() - c)
+    print(f"\n| where `ner-dictmatch --compact` spends its loop, in process, {n_tokens:,} tokens | "
+          f"cumulative ns/token (CPU) | this step ns/token |")
+    print("|---|---:|---:|")
+    prev = 0.0
+    for name, _ in steps:
+        ns = statistics.median(times[name]) / n_tokens * 1e9
+        print(f"| {name} | {ns:.0f} | {ns - prev:.0f} |")
+        prev = ns
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", type=int, default=25, help="copies of CoNLL-2003 train (25 = 5.09 M tokens)")
@@ -171,9 +227,10 @@ def main() -> None:
         print(f"| {name} | {n_small / a:,.0f} | {n_small / b:,.0f} | {r:.2f}x |")
 
     # ---------------------------------------------------------------- 4: ner-dictmatch
+    dict_path = tmp / "dict100k.tsv"
+    build_dictionary(dict_path, train, args.entries)
+    stages(dict_path, files["small", "compact"], n_small, args.runs)
     if not args.skip_e2e:
-        dict_path = tmp / "dict100k.tsv"
-        build_dictionary(dict_path, train, args.entries)
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         exe = Path(sys.executable).with_name("ner-dictmatch")
         base = [str(exe) if exe.exists() else "ner-dictmatch", "--dict", str(dict_path)]
