@@ -158,10 +158,23 @@ class DictionaryMatcher:
         out = []
         n = len(words)
         free = 0  # first token not covered by a match
+        last = n - 1
         for i in compress(range(n), values):  # only tokens that can start a phrase
             if i < free:
                 continue
             v = values[i]
+            if not v & PREFIX_BIT or i == last:
+                c = False
+            else:
+                c = cont.get(words[i + 1])
+                if c is None:
+                    c = self._continues(words[i + 1])
+            if not c:  # the common case: no longer phrase can start here
+                lab = (v >> 1) & 0xFFFF
+                if lab < _AMBIGUOUS:
+                    out.append((i, i, labels[lab]))
+                    free = i + 1
+                continue
             best = -1
             best_label = 0
             j = i
