@@ -17,9 +17,10 @@ machine whose speed drifts hurts both forms alike; the ratio is taken pair by pa
 3. write: ``RecordWriter`` of the canonical records in each form (to a file);
 4. end to end: the real ``ner-dictmatch`` command, a file in and ``-o`` a file out, canonical in
    and out against compact in and out (``--compact``), the whole process (interpreter start,
-   imports, dictionary load, matching, output): tokens per CPU second of the process and per
-   wall second, plus the command's own matching-loop rate (its stderr line, which leaves out
-   start-up and the dictionary load).
+   imports, dictionary load, matching, output): tokens per CPU second of the process, and per
+   CPU second of what is left after the fixed cost (the same command on a one-record input,
+   run beside each big run: start-up, imports, dictionary load);
+5. where the compact loop's time goes, stage by stage, in process (printed before 4).
 
 With ``--baseline CHECKOUT`` (e.g. ``../main``) the canonical read path of another checkout
 is timed against this tree's, in the same alternating way.
@@ -235,7 +236,12 @@ def main() -> None:
         exe = Path(sys.executable).with_name("ner-dictmatch")
         base = [str(exe) if exe.exists() else "ner-dictmatch", "--dict", str(dict_path)]
         runs = {"canonical": [], "compact": []}
+        fixed = {"canonical": [], "compact": []}
         n_big = per_copy * args.copies
+        one = {}
+        for form in ("canonical", "compact"):  # start-up + imports + dictionary load alone
+            one[form] = tmp / f"one-{form}.jsonl"
+            one[form].write_bytes(files["small", form].read_bytes().split(b"\n", 1)[0] + b"\n")
         for _ in range(args.runs):
             for form in ("canonical", "compact"):
                 extra = ["--compact"] if form == "compact" else []
@@ -243,21 +249,25 @@ def main() -> None:
                 m = re.search(r"\(([\d,]+) tokens, ([\d,]+) tokens/s\)", err)
                 if not m or int(m.group(1).replace(",", "")) != n_big:
                     sys.exit(f"unexpected ner-dictmatch summary: {err}")
-                runs[form].append((c, w, n_big / int(m.group(2).replace(",", ""))))
+                runs[form].append((c, w))
+                fixed[form].append(run_command(base + extra + [str(one[form]), "-o", str(out)], env)[0])
         print(f"\n| `ner-dictmatch`, {n_big:,} tokens, file in, -o file out, median of {args.runs} "
-              f"| CPU s | tokens/CPU-s (whole process) | wall s | tokens/s (wall) "
-              f"| tokens/s (matching loop, its stderr line) |")
+              f"| CPU s | tokens/CPU-s (whole process) | wall s | fixed CPU s (1-record input) "
+              f"| tokens/CPU-s (the rest: reading, matching, writing) |")
         print("|---|---:|---:|---:|---:|---:|")
+        loop = {}
         for form in ("canonical", "compact"):
             c = statistics.median(r[0] for r in runs[form])
             w = statistics.median(r[1] for r in runs[form])
-            loop = statistics.median(r[2] for r in runs[form])
+            f0 = statistics.median(fixed[form])
+            loop[form] = [r[0] - f for r, f in zip(runs[form], fixed[form])]
             label = "canonical in and out" if form == "canonical" else "compact in and out (`--compact`)"
-            print(f"| {label} | {c:.2f} | {n_big / c:,.0f} | {w:.2f} | {n_big / w:,.0f} | {n_big / loop:,.0f} |")
+            print(f"| {label} | {c:.2f} | {n_big / c:,.0f} | {w:.2f} | {f0:.2f} | "
+                  f"{n_big / statistics.median(loop[form]):,.0f} |")
         ratio_cpu = statistics.median(a[0] / b[0] for a, b in zip(runs["canonical"], runs["compact"]))
-        ratio_loop = statistics.median(a[2] / b[2] for a, b in zip(runs["canonical"], runs["compact"]))
+        ratio_loop = statistics.median(a / b for a, b in zip(loop["canonical"], loop["compact"]))
         print(f"\ncompact is {ratio_cpu:.2f}x the canonical form's speed for the whole process "
-              f"(CPU time, median of pairwise ratios), {ratio_loop:.2f}x in the matching loop")
+              f"(CPU time, median of pairwise ratios), {ratio_loop:.2f}x without the fixed cost")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"peak RSS of the largest ner-dictmatch run: {peak:.0f} MiB")
     for p in tmp.iterdir():
