@@ -11,8 +11,10 @@ Reported, side by side in one run, pinned to one CPU core:
 2. the same for a naive matcher (at each token try every phrase length from the longest down,
    joining and lower-casing the tokens each time) on a slice of the corpus, and the ratio;
 3. end-to-end throughput of the real ``ner-dictmatch`` command (JSONL parse, fast-path
-   validation, matching, JSON output) with the corpus piped in, and the same with ``--strict``
-   (full :func:`nertools.core.record.normalize_record` validation of every record);
+   validation, matching, JSON output) with the corpus piped in, the same with ``--strict``
+   (full :func:`nertools.core.record.normalize_record` validation of every record), and with
+   the corpus in the compact record form in and out (``--compact``; ``benchmarks/io_speed.py``
+   compares the two forms run by run);
 4. loading a 1 M-entry dictionary: seconds and peak RSS of a fresh process.
 
 Usage: ``python benchmarks/dictmatch_speed.py [--min-tokens 5000000] [--entries 100000]``
@@ -204,14 +206,20 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     e2e_reps = reps
     notes: list[str] = []
+    from nertools.core.record import to_compact
+
+    canonical_data = train.read_bytes()
+    compact_data = b"".join(orjson.dumps(to_compact(orjson.loads(l))) + b"\n"
+                            for l in canonical_data.splitlines())
     for label, extra in (() if args.skip_e2e else
-                         (("fast path (default)", []), ("--strict (full validation)", ["--strict"]))):
+                         (("fast path (default)", []), ("--strict (full validation)", ["--strict"]),
+                          ("compact records in and out (--compact)", ["--compact"]))):
         cmd = ["ner-dictmatch", "--dict", str(dict_path), *extra]
         t = time.perf_counter()
         ch0 = os.times()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        data = train.read_bytes()
+        data = compact_data if "--compact" in extra else canonical_data
         for _ in range(e2e_reps):
             proc.stdin.write(data)
         proc.stdin.close()
