@@ -139,8 +139,11 @@ candidate lies outside the tokens (token_end is inclusive) or lacks a label, its
 object repeats a position or the label, or text and offs do not agree.
 
 Compact records are about 6 times smaller than canonical ones on the corpora of
-../shared/data (CoNLL-2003 train: 83 against 14 bytes per token), parse 2.5-3 times faster,
-and ner-dictmatch matches them without building token objects at all."""])),
+../shared/data (CoNLL-2003 train: 83 against 14 bytes per token), parse 2.5-3.8 times
+faster and read into canonical records 1.5-1.8 times faster (benchmarks/io_speed.py), and
+ner-dictmatch matches them without building token objects at all. Writing canonical
+records compactly costs more than writing them canonical (the tokens are checked so that
+nothing is lost)."""])),
     ("VALIDATION", """\
 A record is rejected, with the file name and line number, when:
 
