@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -268,8 +267,6 @@ def main() -> None:
         ratio_loop = statistics.median(a / b for a, b in zip(loop["canonical"], loop["compact"]))
         print(f"\ncompact is {ratio_cpu:.2f}x the canonical form's speed for the whole process "
               f"(CPU time, median of pairwise ratios), {ratio_loop:.2f}x without the fixed cost")
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"peak RSS of the largest ner-dictmatch run: {peak:.0f} MiB")
     for p in tmp.iterdir():
         p.unlink()
     tmp.rmdir()
