@@ -627,7 +627,7 @@ def train_biencoder(args: BiEncoderArgs, train_records: Sequence[dict], dev_reco
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             model.to(device)
             ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          broadcast_buffers=False, find_unused_parameters=True)
+                                          find_unused_parameters=True)
         max_length = model_window(text, tok, args.max_length)
         task = BiEncoderTask(args, model, tok, ltok, train_records, dev_records, inventory, label_desc,
                              fingerprints, max_length=max_length, ddp=ddp, log=log)

@@ -93,10 +93,16 @@ def _biencoder_records(input, policy, model, threshold, labels, labels_file, dec
     from nertools.errors import UsageError
 
     if not is_biencoder_dir(model):
-        if labels is not None or labels_file or decoding != "argmax":
-            raise UsageError(f"--labels, --labels-file and --decoding are for bi-encoder models; {model} "
-                             "is not one (ner-biencoder train writes them)")
-        return None
+        if labels is None and not labels_file and decoding == "argmax":
+            return None
+        from nertools.tagging.tagger import is_model_dir
+
+        if not is_model_dir(model):  # neither kind: say why it cannot be loaded (exit 1)
+            from nertools.biencoder.tagger import read_meta
+
+            read_meta(model)
+        raise UsageError(f"--labels, --labels-file and --decoding are for bi-encoder models; {model} "
+                         "is not one (ner-biencoder train writes them)")
     if labels is not None and labels_file:
         raise UsageError("give --labels or --labels-file, not both")
     if labels_file:
