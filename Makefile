@@ -99,7 +99,7 @@ zeroshot: models
 	head -n 100 $(SHARED)/data/conll2003/dev.jsonl > $(ZEROSHOT)/dev.jsonl
 	$(BIN)/ner-biencoder train --objective labels --train $(ZEROSHOT)/train.jsonl --dev $(ZEROSHOT)/dev.jsonl \
 	  --model all-minilm-l6-v2 --label-desc examples/conll_label_desc.tsv --out $(ZEROSHOT)/bienc \
-	  --epochs 3 --lr 1e-4 --threads 2 --resume
+	  --epochs 2 --eval-every 1000 --lr 1e-4 --threads 2 --resume
 	$(BIN)/ner-tag --model $(ZEROSHOT)/bienc --labels "$(ZS_LABELS)" --threads 2 examples/demo_news.jsonl \
 	  -o $(ZEROSHOT)/tagged.jsonl
 	@echo "== zero-shot tagging of examples/demo_news.jsonl with the labels: $(ZS_LABELS)"

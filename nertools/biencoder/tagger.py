@@ -224,6 +224,10 @@ class BiEncoder:
     def vectors(self, labels: Sequence[LabelInfo]):
         """The label vectors of ``labels`` (for softmax models "outside" first)."""
         texts = [verbalize(i, "description") for i in labels]
+        if self.scoring == "sigmoid":  # concept models learnt normalised concept strings
+            from nertools.biencoder.losses import normalize_concept
+
+            texts = [normalize_concept(t) for t in texts]
         if self.scoring == "softmax":
             texts = [OUTSIDE_TEXT] + texts
         return label_vectors(self.model, self.label_tokenizer, texts, device=self.device)
