@@ -603,6 +603,10 @@ def train_biencoder(args: BiEncoderArgs, train_records: Sequence[dict], dev_reco
             raise DataError("no labelled mentions in the training data (spans, or placed annotation items): "
                             "nothing to learn", path=None if train_path is None else str(train_path))
         dev_records = list(dev_records or [])
+        if dev_records and not concepts and not any(r.get("spans") for r in dev_records):
+            raise DataError("no spans in the dev data: the labels objective selects the model by the dev F1 of "
+                            "zero-shot tagging, which needs gold entities",
+                            path=None if dev_path is None else str(dev_path))
         fingerprints = {"train": records_fingerprint(train_records, train_path)}
         if dev_records:
             fingerprints["dev"] = records_fingerprint(dev_records, dev_path)
