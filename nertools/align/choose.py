@@ -52,6 +52,7 @@ import orjson
 from nertools.align.names import label_name
 from nertools.align.table import AlignmentTable
 from nertools.core.atomic import write_bytes_atomic
+from nertools.errors import NertoolsError
 
 INSTRUCTION = ("Each entity below was found in the input sentence with a general type. For each entity, choose "
                "its specific type from the options given for its general type. Answer with one line per entity "
@@ -184,6 +185,15 @@ class ServedChooser:
         return [(answers, {"answer": text}) for answers, text in results]
 
 
+def _cache_kwarg(model) -> str:
+    """The forward argument that takes a key-value cache (``cache`` in transformers >= 5.2x,
+    ``past_key_values`` before)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "nertools", "align-choose")
@@ -250,14 +260,30 @@ class LocalChooser:
         except OSError:
             pass  # the cache is an optimisation, never a failure
 
+    def lead_ids(self) -> list[int]:
+        """The special tokens the tokenizer puts before a text (BOS), none in chat mode (the
+        template has its own); a trailing EOS/SEP is never added."""
+        if self.chat:
+            return []
+        tok = self.lm.tokenizer
+        with_sp = tok("a")["input_ids"]
+        without = tok("a", add_special_tokens=False)["input_ids"]
+        return with_sp[:with_sp.index(without[0])] if without and without[0] in with_sp else []
+
+    def shared_ids(self, text: str) -> list[int]:
+        return self.lead_ids() + self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def _shared_prefix(self, text: str) -> tuple[list[int], Any]:
         import torch
 
         if self._shared is None or self._shared[2] != text:
-            ids = self.lm.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+            ids = self.shared_ids(text)
             with torch.no_grad():
-                past = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device),
-                                     use_cache=True).past_key_values
+                out = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device), use_cache=True)
+            past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            if past is None or not hasattr(past, "batch_repeat_interleave"):
+                raise NertoolsError(f"{self.lm.name}: the model returned no reusable key-value cache "
+                                    "(use prefix_cache=False)")
             self._shared = (ids, past, text)
         return self._shared[0], self._shared[1]
 
@@ -286,8 +312,8 @@ class LocalChooser:
                     cache.batch_repeat_interleave(len(batch))
                     full = torch.cat([torch.ones(len(batch), len(shared_ids), dtype=mask.dtype, device=mask.device),
                                       mask], dim=1)
-                    logits = model(input_ids=ids, attention_mask=full, past_key_values=cache,
-                                   use_cache=True).logits.float()
+                    logits = model(input_ids=ids, attention_mask=full, use_cache=True,
+                                   **{_cache_kwarg(model): cache}).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             for r, i in enumerate(batch):
                 p, c = rows[i]
@@ -313,16 +339,17 @@ class LocalChooser:
                     results[qi][ei] = hit["choice"]
                     extras[qi]["scores"][ei] = hit.get("scores")
                     continue
-                if self.prefix_cache:
-                    shared, rest = self.split_shared(text)
-                    p_ids = tok(rest, add_special_tokens=False)["input_ids"]
-                else:
-                    p_ids = tok(text, add_special_tokens=not self.chat)["input_ids"]
+                # the text is tokenised in two parts (the shared instruction and demonstration,
+                # then the rest) in both modes, so that the cached prefix changes nothing
+                shared, rest = self.split_shared(text)
+                p_ids = tok(rest, add_special_tokens=False)["input_ids"]
+                if not self.prefix_cache:
+                    p_ids = self.shared_ids(shared) + p_ids
                 jobs.append((qi, ei, key))
                 for o in e.options:
                     rows.append((p_ids, tok(" " + label_name(o), add_special_tokens=False)["input_ids"]))
                     owners.append((len(jobs) - 1, o))
-        scores = self.score_rows(rows, shared) if rows else []
+        scores = self.score_rows(rows, shared if self.prefix_cache else None) if rows else []
         per_job: list[dict[str, float]] = [{} for _ in jobs]
         for (j, o), s in zip(owners, scores):
             per_job[j][o] = round(s, 4)
