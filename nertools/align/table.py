@@ -39,6 +39,7 @@ type; :func:`check_labels` lists both kinds of mismatch for a data set.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -398,9 +399,11 @@ def load_table(path: str | os.PathLike) -> AlignmentTable:
         raise DataError("is a directory, not a table file", path=name) from None
     except OSError as e:
         raise DataError(f"cannot read: {e.strerror or e}", path=name) from None
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
+    try:  # a table is one small JSON document, not a record stream: no record size limit
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start})", path=name) from None
+    except json.JSONDecodeError as e:
         raise DataError(f"broken JSON: {e}", path=name) from None
     try:
         return table_from_json(obj)
