@@ -284,3 +284,31 @@ def test_names_table_with_minilm_on_crossner_politics():
     assert t.assign["politicalparty"] == "ORG" and t.assign["country"] == "GPE"
     assert t.assign["election"] == "EVENT"
     assert t.default["PERSON"] == "person"
+
+
+def test_cli_names_with_an_llm_on_a_fake_server(tmp_path):
+    from test_align_choose import Server
+
+    def answer(prompt):
+        if "a politician" in prompt:
+            return "Person."
+        if "a political party" in prompt:
+            return "organization"
+        return "a festival"          # outside the options: the target goes to misc
+
+    srv = Server(answer)
+    try:
+        out = tmp_path / "t.json"
+        args = ["names", "--source-labels", "conll", "--target-labels", "politician,politicalparty,election",
+                "--llm", "fake", "--base-url", srv.url, "--cache-dir", str(tmp_path / "cache"), "-o", str(out)]
+        r = CliRunner().invoke(align, args, prog_name="ner-align")
+        assert r.exit_code == 0, (r.stderr, r.exception)
+        t = load_table(out)
+        assert t.assign == {"politician": "PER", "politicalparty": "ORG", "election": "MISC"}
+        assert t.settings["reason"]["election"] == "answer outside the options"
+        assert "Options: person, organization, location, miscellaneous" in srv.requests[0]["messages"][0]["content"]
+        assert len(srv.requests) == 3
+        r = CliRunner().invoke(align, args, prog_name="ner-align")
+        assert r.exit_code == 0 and len(srv.requests) == 3  # cached
+    finally:
+        srv.close()
