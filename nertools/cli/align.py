@@ -22,8 +22,9 @@ Table file (JSON; nertools.align.table.load_table reads and checks it):
    "assign": {target: source}, "candidates": {source: [targets, sorted]},
    "votes": {target: {source or "O": count}}, "overrides": {target: source},
    "default": {source: target}, ...}
-Edit "assign" by hand ("method": "manual") and the rest follows; "candidates" must stay
-its inverse and "default" (the target a source type gets without choosing) one of them.
+To edit a table by hand, change "assign" (and "method" to "manual") and delete "candidates"
+and "default", which are then derived from it; when present, "candidates" must be the inverse
+of "assign" and each "default" (the target a source type gets without choosing) one of them.
 """
 
 TABLE_EXAMPLE = """\b
