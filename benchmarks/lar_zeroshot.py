@@ -17,7 +17,7 @@ Entity micro F1 (strict, ``nertools.evaluation.evaluate`` = ner-eval) on each do
 
     PYTHONPATH=$PWD python benchmarks/lar_zeroshot.py --out benchmarks/out/lar \\
         [--domains politics,science,music,literature,ai] [--ei-domains politics] [--ei-limit 200] \\
-        [--ei-model smollm2-135m] [--threads 1]
+        [--ei-model smollm2-135m] [--ei-tables names,votes] [--both-orders] [--threads 1]
 """
 from __future__ import annotations
 
@@ -81,6 +81,9 @@ def main() -> None:
     ap.add_argument("--ei-limit", type=int, default=200, help="EI on the first N dev sentences (0: all)")
     ap.add_argument("--ei-model", default="smollm2-135m")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ei-tables", default="names,votes")
+    ap.add_argument("--both-orders", action="store_true", help="EI: average over both option orders")
+    ap.add_argument("--skip-zeroshot-rows", action="store_true", help="only the EI part (tables still built)")
     args = ap.parse_args()
     import torch
 
@@ -117,22 +120,26 @@ def main() -> None:
 
                 lm = load_lm(args.ei_model, device="cpu")
             for name, t in tables.items():
+                if name not in args.ei_tables.split(","):
+                    continue
                 direct = list(choose(copy(src_n), t, None, from_source=True))
-                chooser = LocalChooser(lm, batch_tokens=4096, cache_dir=str(out / "cache"))
+                chooser = LocalChooser(lm, batch_tokens=4096, cache_dir=str(out / "cache"),
+                                       both_orders=args.both_orders)
                 stats = ChooseStats()
                 t1 = time.time()
                 ei = list(choose(copy(src_n), t, chooser, from_source=True, stats=stats))
                 er = {"domain": dom, "table": name, "sentences": n, "model": args.ei_model,
+                      "both_orders": args.both_orders,
                       "direct": f1(gold_n, direct), "ei": f1(gold_n, ei), "asked": stats.counts["chosen"],
                       "changed": stats.changed, "seconds": round(time.time() - t1, 1),
                       "per_type_direct": {k: round(100 * v["f1"], 1) for k, v in evaluate(gold_n, direct)["labels"].items()}
                       if "labels" in evaluate(gold_n, direct) else None,
                       "per_type_ei": {k: round(100 * v["f1"], 1) for k, v in evaluate(gold_n, ei)["labels"].items()}
                       if "labels" in evaluate(gold_n, ei) else None}
-                write_jsonl(out / f"{dom}.{name}.ei.jsonl", ei)
+                write_jsonl(out / f"{dom}.{name}{'.both' if args.both_orders else ''}.ei.jsonl", ei)
                 ei_rows.append(er)
                 print(json.dumps(er), flush=True)
-    (out / "results.json").write_text(json.dumps({"zeroshot": rows, "ei": ei_rows}, indent=1))
+    (out / ("results.both.json" if args.both_orders else "results.json")).write_text(json.dumps({"zeroshot": rows, "ei": ei_rows}, indent=1))
     print("\n| domain | dev sentences | hand mapping | names table | votes table (train gold) |")
     print("|---|---|---|---|---|")
     for r in rows:

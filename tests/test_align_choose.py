@@ -310,3 +310,17 @@ def test_cli_choose_openai_endpoint_down_is_one_line(tmp_path):
                                    "--base-url", "http://127.0.0.1:9/v1", "--retries", "0", "--no-cache", "-"],
                            input=json.dumps(record()) + "\n", prog_name="ner-align")
     assert r.exit_code == 1 and "ner-align choose: error: LLM request" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_both_orders_averages_the_two_listings(tiny_lm):
+    q = _questions()[:1]
+    one = LocalChooser(tiny_lm, both_orders=False)
+    both = LocalChooser(tiny_lm, both_orders=True)
+    rev = LocalChooser(tiny_lm, both_orders=False)
+    a, b = one.choose(q), both.choose(q)
+    qr = [Question(q[0].sentence, [Entity(e.source, e.text, e.options[::-1], e.original) for e in q[0].entities])]
+    c = rev.choose(qr)
+    assert both.rows_scored == 2 * one.rows_scored == 8
+    for sa, sb, sc in zip(a[0][1]["scores"], b[0][1]["scores"], c[0][1]["scores"]):
+        for o in sa:
+            assert sb[o] == pytest.approx((sa[o] + sc[o]) / 2, abs=2e-4)

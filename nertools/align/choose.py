@@ -32,7 +32,10 @@ spec's rule (split on the first `` : `` and the last `` -> ``), matched to the e
 order. :class:`LocalChooser` (any causal LM :func:`nertools.runtime.models.load_lm` loads):
 one prompt per entity (the same text with only that entity), and every option is scored by
 the summed log-probability of its tokens after ``"<source> : <span> ->"`` (``score="mean"``:
-per token); the best option wins (ties: the first in the options' order). Rows are batched
+per token); the best option wins (ties: the first in the options' order). ``both_orders``: each
+option is scored once with the options listed in the prompt as given (sorted) and once reversed,
+and the two log-probabilities are averaged (against a small model's bias for the option listed
+last; twice the cost). Rows are batched
 under a token budget; the instruction and demonstration every prompt starts with are run
 once and reused as a key-value cache; answers are cached on disk by (model, prompt, options).
 """
@@ -203,7 +206,7 @@ class LocalChooser:
     """Constrained multiple choice with a local causal LM (see the module docstring)."""
 
     def __init__(self, lm, *, batch_tokens: int = 4096, score: str = "sum", cache_dir: str | None = None,
-                 chat: bool | None = None, prefix_cache: bool = True):
+                 chat: bool | None = None, prefix_cache: bool = True, both_orders: bool = False):
         if score not in ("sum", "mean"):
             raise ValueError("score must be sum or mean")
         self.lm = lm
@@ -216,6 +219,7 @@ class LocalChooser:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.rows_scored = 0
         self.prefix_cache = prefix_cache
+        self.both_orders = both_orders   # score with the options listed as given and reversed; average
         self._shared: tuple[list[int], Any, str] | None = None  # (ids, key-value cache, text) of the shared part
 
     def prompt_text(self, sentence: str, e: Entity) -> str:
@@ -333,26 +337,31 @@ class LocalChooser:
         for qi, q in enumerate(questions):
             for ei, e in enumerate(q.entities):
                 text = self.prompt_text(q.sentence, e)
-                key = self._key(text, e.options)
+                key = self._key(text + ("\x00both-orders" if self.both_orders else ""), e.options)
                 hit = self._cached(key)
                 if hit is not None and hit.get("choice") in e.options:
                     results[qi][ei] = hit["choice"]
                     extras[qi]["scores"][ei] = hit.get("scores")
                     continue
-                # the text is tokenised in two parts (the shared instruction and demonstration,
-                # then the rest) in both modes, so that the cached prefix changes nothing
-                shared, rest = self.split_shared(text)
-                p_ids = tok(rest, add_special_tokens=False)["input_ids"]
-                if not self.prefix_cache:
-                    p_ids = self.shared_ids(shared) + p_ids
                 jobs.append((qi, ei, key))
-                for o in e.options:
-                    rows.append((p_ids, tok(" " + label_name(o), add_special_tokens=False)["input_ids"]))
-                    owners.append((len(jobs) - 1, o))
+                orders = [e.options] + ([e.options[::-1]] if self.both_orders else [])
+                for order in orders:
+                    if order is not e.options:
+                        text = self.prompt_text(q.sentence, Entity(e.source, e.text, order, e.original))
+                    # the text is tokenised in two parts (the shared instruction and demonstration,
+                    # then the rest) in both modes, so that the cached prefix changes nothing
+                    shared, rest = self.split_shared(text)
+                    p_ids = tok(rest, add_special_tokens=False)["input_ids"]
+                    if not self.prefix_cache:
+                        p_ids = self.shared_ids(shared) + p_ids
+                    for o in e.options:
+                        rows.append((p_ids, tok(" " + label_name(o), add_special_tokens=False)["input_ids"]))
+                        owners.append((len(jobs) - 1, o))
         scores = self.score_rows(rows, shared if self.prefix_cache else None) if rows else []
-        per_job: list[dict[str, float]] = [{} for _ in jobs]
+        sums: list[dict[str, list[float]]] = [{} for _ in jobs]
         for (j, o), s in zip(owners, scores):
-            per_job[j][o] = round(s, 4)
+            sums[j].setdefault(o, []).append(s)
+        per_job = [{o: round(sum(v) / len(v), 4) for o, v in d.items()} for d in sums]
         for j, (qi, ei, key) in enumerate(jobs):
             e = questions[qi].entities[ei]
             sc = per_job[j]

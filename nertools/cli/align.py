@@ -251,6 +251,9 @@ class _LazyLocal:
               help="local: causal LM (name, folder, GGUF file or alias: smollm2-135m); openai: the endpoint's model.")
 @click.option("--score", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
               help="local: an option's score is the sum (or mean) of its tokens' log-probabilities.")
+@click.option("--both-orders", is_flag=True,
+              help="local: score each option with the options listed as given and reversed, and average "
+                   "(against a position bias; twice the cost).")
 @click.option("--batch-tokens", type=count_type(16), default=4096, show_default=True,
               help="local: padded tokens per scoring batch.")
 @click.option("--chunk", type=count_type(), default=64, show_default=True,
@@ -266,7 +269,7 @@ class _LazyLocal:
 @quiet_option(expose_value=False)
 @nertools_command("ner-align choose")
 def choose_cmd(input, output, table_file, from_source, direct, types, keep_uncovered, backend, model, score,
-               batch_tokens, chunk, max_new_tokens, base_url, timeout, retries, retry_wait, cache_dir, no_cache,
+               both_orders, batch_tokens, chunk, max_new_tokens, base_url, timeout, retries, retry_wait, cache_dir, no_cache,
                api_key_file, concurrency, device, dtype, threads, on_error):
     """Enhanced inference: re-choose each span's target type among the candidates of its
     source type with an LLM (a multiple-choice question with one demonstration).
@@ -312,7 +315,7 @@ def choose_cmd(input, output, table_file, from_source, direct, types, keep_uncov
             lm = load_lm(model, device=device, dtype=dtype)
             if lm.kind != CAUSAL:
                 raise NertoolsError(f"model {model!r} is not a causal LM; ner-align choose needs one")
-            return LocalChooser(lm, batch_tokens=batch_tokens, score=score,
+            return LocalChooser(lm, batch_tokens=batch_tokens, score=score, both_orders=both_orders,
                                 cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
 
         chooser = _LazyLocal(make)
