@@ -83,7 +83,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ei-tables", default="names,votes")
     ap.add_argument("--both-orders", action="store_true", help="EI: average over both option orders")
-    ap.add_argument("--skip-zeroshot-rows", action="store_true", help="only the EI part (tables still built)")
     args = ap.parse_args()
     import torch
 
