@@ -129,6 +129,7 @@ def main() -> None:
                 ei = list(choose(copy(src_n), t, chooser, from_source=True, stats=stats))
                 er = {"domain": dom, "table": name, "sentences": n, "model": args.ei_model,
                       "both_orders": args.both_orders,
+                      "hand": f1(gold_n, hand_map(src_n, HAND[dom])),
                       "direct": f1(gold_n, direct), "ei": f1(gold_n, ei), "asked": stats.counts["chosen"],
                       "changed": stats.changed, "seconds": round(time.time() - t1, 1),
                       "per_type_direct": {k: round(100 * v["f1"], 1) for k, v in evaluate(gold_n, direct)["labels"].items()}
