@@ -228,7 +228,11 @@ class CausalDivergenceScorer:
         self.head = self.model.get_output_embeddings()
         cfg = self.model.config.get_text_config()
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.vocab = self.head.weight.shape[0]
+        # an int8 dynamically quantised head (``--quantize int8-all``) has a weight() method
+        # and qint8 weights; its input stays float32
+        weight = self.head.weight() if callable(self.head.weight) else self.head.weight
+        self.head_dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        self.vocab = weight.shape[0]
         self.head_rows = head_rows or max(8, HEAD_CHUNK_FLOATS // self.vocab)
         # the KV-cache path needs every key inside a sliding-attention window
         self.window = getattr(cfg, "sliding_window", None) or 0
@@ -296,7 +300,7 @@ class CausalDivergenceScorer:
     def _logprobs(self, hidden) -> list[Any]:
         """float32 log-softmax of the LM head at ``hidden`` rows, one tensor per temperature."""
         torch = self.torch
-        logits = self.head(hidden.to(self.head.weight.dtype)).float()
+        logits = self.head(hidden.to(self.head_dtype)).float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         self.stats["head_rows"] += hidden.shape[0]
