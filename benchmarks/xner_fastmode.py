@@ -217,8 +217,12 @@ def phase_speed(args, records):
         vlm = load(args, variant)
         list(scorer(vlm, "2way").score_records(copy.deepcopy(sub[:2])))
         for rep in range(args.repeats):
-            _, wall, cpu = cpu_time(lambda: list(scorer(vlm, "2way").score_records(copy.deepcopy(sub))))
+            vout, wall, cpu = cpu_time(lambda: list(scorer(vlm, "2way").score_records(copy.deepcopy(sub))))
             results["runs"].setdefault(variant, []).append({"wall_s": wall, "cpu_s": cpu})
+            vpath = d / f"variant-{variant}.jsonl"
+            if not read_cache(vpath):  # the timed run's scores: the variant's fidelity on this prefix
+                vpath.write_text("".join(json.dumps({"i": i, "scores": {variant: as_lists(r)}}) + "\n"
+                                         for i, r in enumerate(vout)))
             print(f"speed {variant}: {n / wall:.2f} spans/s wall, {n / cpu:.2f} spans/CPU-s", file=sys.stderr,
                   flush=True)
         # the exact default again right after, so that load drift shows
