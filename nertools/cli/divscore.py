@@ -77,6 +77,9 @@ Examples:
 @click.option("--quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
               help="CPU: int8 dynamic quantisation of the linear layers (int8: the body, the LM "
                    "head stays float32; int8-all: the head too). See the README for what it costs.")
+@click.option("--cascade-quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
+              help="With --cascade: run the cheap pass on an int8 copy of the model (CPU); the "
+                   "exact pass keeps the model as loaded (and --quantize).")
 @model_runtime_options
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress with spans/s on stderr (--quiet turns it off too).")
@@ -85,7 +88,7 @@ Examples:
 @nertools_command("ner-divscore")
 def main(input, output, seed_specs, seed_files, model, method, template, label_word_specs,
          temperature, context, causal_rows, start_token, batch_tokens, cascade, cascade_keep, cascade_block,
-         quantize, device, dtype, threads, progress, on_error):
+         quantize, cascade_quantize, device, dtype, threads, progress, on_error):
     """Score every candidate span (from ner-spans) against one seed entity per label.
 
     Adds "scores": {LABEL: float} to each candidate, LOWER = MORE LIKE THE SEED (a
@@ -108,7 +111,7 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
                       temperature=temperature, batch_tokens=batch_tokens, context=context,
                       causal_rows=causal_rows, start_token=start_token,
                       progress=progress and not is_quiet(), cascade=cascade, cascade_keep=cascade_keep,
-                      cascade_block=cascade_block, quantize=quantize)
+                      cascade_block=cascade_block, quantize=quantize, cascade_quantize=cascade_quantize)
     with RecordWriter(output) as out:
         for rec in scored:
             out.write(rec)

@@ -43,6 +43,9 @@ CASCADE_METHODS = ("1way", "cosine")
 DEFAULT_CASCADE_KEEP = 0.1
 #: Relative gap between the worst re-scored candidate and the best candidate that was not.
 GAP = 1e-6
+#: Candidate key the cascade sets on its copies for the exact pass: the labels to score (a
+#: scorer that knows it, the causal one, computes only those; others score every label).
+ONLY_LABELS_KEY = "_only_labels"
 #: ``--quantize`` choices.
 QUANTIZE = ("none", "int8", "int8-all")
 
@@ -140,12 +143,23 @@ def _cascade_block(records: list[dict], cheap_scorer, exact_scorer, labels, keep
              for rec in cheap_scorer.score_records(_copy(r) for r in records)]
     kept = select_kept(cheap, labels, keep)
     union: dict[int, list[int]] = {}
-    for rc in sorted(set().union(*kept.values())):
+    wanted: dict[tuple[int, int], list[str]] = {}
+    for lab in labels:
+        for rc in kept[lab]:
+            wanted.setdefault(rc, []).append(lab)
+    for rc in sorted(wanted):
         union.setdefault(rc[0], []).append(rc[1])
     rows = sorted(union)
     exact: dict[tuple[int, int], dict] = {}
-    subset = (_copy(records[ri], union[ri]) for ri in rows)
-    for ri, rec in zip(rows, exact_scorer.score_records(subset)):
+
+    def subset():
+        for ri in rows:
+            rec = _copy(records[ri], union[ri])
+            for ci, cand in zip(union[ri], rec["candidates"]):
+                cand[ONLY_LABELS_KEY] = wanted[(ri, ci)]
+            yield rec
+
+    for ri, rec in zip(rows, exact_scorer.score_records(subset())):
         for ci, cand in zip(union[ri], rec["candidates"]):
             exact[(ri, ci)] = cand["scores"]
     final = combine(cheap, exact, kept, labels)

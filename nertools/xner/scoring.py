@@ -101,7 +101,8 @@ def make_scorer(lm, seeds: Sequence[Seed], *, method: str = "2way", template: st
     return _SCORERS[CAUSAL if lm.kind == CAUSAL else MASKED](lm, list(seeds), **kwargs)
 
 
-def check_fast_options(method: str, cascade: str | None, cascade_keep: float, quantize: str) -> float:
+def check_fast_options(method: str, cascade: str | None, cascade_keep: float, quantize: str,
+                       cascade_quantize: str = "none") -> float:
     """Validate the fast-mode options before any model is loaded; returns the keep fraction.
 
     A bad value is a :class:`~nertools.errors.UsageError` (exit 2 in the command)."""
@@ -116,6 +117,9 @@ def check_fast_options(method: str, cascade: str | None, cascade_keep: float, qu
                              f"not --method {method}")
     if quantize not in fast.QUANTIZE:
         raise UsageError(f"unknown --quantize {quantize!r} (choose from {', '.join(fast.QUANTIZE)})")
+    if cascade_quantize not in fast.QUANTIZE:
+        raise UsageError(f"unknown --cascade-quantize {cascade_quantize!r} "
+                         f"(choose from {', '.join(fast.QUANTIZE)})")
     return keep
 
 
@@ -123,7 +127,8 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
              label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
              method: str = "2way", progress: bool = False, cascade: str | None = None,
              cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, cascade_block: int | None = None,
-             quantize: str = "none", cascade_stats: dict | None = None, **options: Any) -> Iterator[dict]:
+             quantize: str = "none", cascade_quantize: str = "none", cascade_stats: dict | None = None,
+             **options: Any) -> Iterator[dict]:
     """``ner-divscore``: score every candidate of ``records`` against one seed per label.
 
     ``model`` is a name, folder, GGUF file or alias (loaded with
@@ -135,20 +140,26 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
     Fast mode (:mod:`nertools.xner.fast`): ``cascade`` (``"1way"`` or ``"cosine"``) ranks every
     candidate with that cheap method and re-scores the best ``cascade_keep`` fraction per label
     with ``method`` (the whole input, or each ``cascade_block`` records, is read first;
-    ``cascade_stats``, a dict, receives counts); ``quantize`` (``"int8"``, ``"int8-all"``)
-    quantises the model's linear layers on CPU.
+    ``cascade_stats``, a dict, receives counts; ``cascade_quantize`` runs the cheap pass on an
+    int8 copy of the model, the exact pass keeps the model as loaded); ``quantize``
+    (``"int8"``, ``"int8-all"``) quantises the model's linear layers on CPU.
     """
     from nertools.runtime.models import load_lm
 
     seeds = with_label_words(seeds, label_words)
     check_template(method, options.get("template"))
-    keep = check_fast_options(method, cascade, cascade_keep, quantize)
+    keep = check_fast_options(method, cascade, cascade_keep, quantize, cascade_quantize)
     lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
     lm = fast.quantize_lm(lm, quantize)
     scorer = make_scorer(lm, seeds, method=method, progress=progress, **options)
     if cascade is None:
         return scorer.score_records(records)
-    cheap = make_scorer(lm, seeds, method=cascade, progress=progress,
+    cheap_lm = lm
+    if cascade_quantize != "none":
+        import copy
+
+        cheap_lm = fast.quantize_lm(replace(lm, model=copy.deepcopy(lm.model)), cascade_quantize)
+    cheap = make_scorer(cheap_lm, seeds, method=cascade, progress=progress,
                         **{k: v for k, v in options.items() if k != "template"})
     return fast.cascade_scores(records, cheap, scorer, [s.label for s in seeds], keep=keep,
                                block=cascade_block, stats=cascade_stats)
