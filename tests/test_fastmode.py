@@ -109,6 +109,8 @@ def test_cascade_keeps_the_fraction_with_exact_scores_and_ranks_the_rest_after(l
                                    make_scorer(lm, SEEDS, method="2way"), LABELS, keep=keep, stats=stats))
     got = scores_of(out)
     assert [r["id"] for r in out] == [f"s{i}" for i in range(len(SENTENCES))]
+    assert all(set(c) == set(c0) | {"scores"} for r, r0 in zip(out, records()) for c, c0 in zip(r["candidates"], r0["candidates"]))
+    assert all(set(c["scores"]) == set(LABELS) for r in out for c in r["candidates"])
     cands = flat(out)
     n = len(cands)
     want_k = max(1, math.ceil(round(keep * n, 9)))
@@ -218,12 +220,12 @@ def seed_args():
 
 def test_cli_cascade_with_quantize_equals_the_library(model_dir):
     p = run(["ner-divscore", "--model", str(model_dir), *seed_args(), "--threads", "1", "--no-progress",
-             "--cascade", "1way", "--cascade-keep", "0.2", "--quantize", "int8"], candidates_jsonl())
+             "--cascade", "1way", "--cascade-keep", "0.2", "--cascade-quantize", "int8"], candidates_jsonl())
     assert p.returncode == 0, p.stderr
     out = [json.loads(x) for x in p.stdout.splitlines()]
     assert [r["id"] for r in out] == [f"s{i}" for i in range(len(SENTENCES))]
     lib = scores_of(divscore(records(), SEEDS, model=str(model_dir), device="cpu", cascade="1way",
-                             cascade_keep=0.2, quantize="int8"))
+                             cascade_keep=0.2, cascade_quantize="int8"))
     n = 0
     for a, b in zip(scores_of(out), lib):
         for ca, cb in zip(a, b):
