@@ -158,7 +158,7 @@ def phase_variant(args, records):
                 "1way": [[float(np.mean(c["divergence_rows"][lab][str(TEMPERATURE)]["sentence"][:1]))
                           for lab in LABELS] for c in rec["candidates"]]}
 
-    run_cached(args, records, d / f"variant-{args.variant}.jsonl", lambda: scorer(lm, "2way", row_details=True),
+    run_cached(args, records, d / f"variant-{args.variant}-details.jsonl", lambda: scorer(lm, "2way", row_details=True),
                extract, limit=args.variant_sentences)
 
 
@@ -182,10 +182,20 @@ def phase_speed(args, records):
     list(scorer(lm, "2way").score_records(copy.deepcopy(sub[:2])))
     plan = [("exact", None)] + [(f"cascade 1way {k:g}", ("1way", k, None)) for k in args.speed_keeps] \
         + [(f"cascade 1way-int8 {k:g}", ("1way", k, "int8")) for k in args.speed_keeps] \
-        + [(f"cascade cosine {k:g}", ("cosine", k, None)) for k in args.speed_cosine_keeps]
+        + [(f"cascade cosine {k:g}", ("cosine", k, None)) for k in args.speed_cosine_keeps] \
+        + [(f"int8 + cascade 1way {k:g}", ("1way", k, "int8", "int8")) for k in args.speed_keeps] \
+        + [(f"bf16 + cascade 1way {k:g}", ("1way", k, "bf16", "bf16")) for k in args.speed_keeps]
+    if args.speed_only:
+        import re
+        plan = [p for p in plan if p[1] is None or re.search(args.speed_only, p[0])]
     from nertools.xner.fast import quantize_lm
     from dataclasses import replace
-    cheap_lms = {None: lm, "int8": quantize_lm(replace(lm, model=copy.deepcopy(lm.model)), "int8")}
+    cheap_lms = {None: lm}
+    if any(p[1] and p[1][2] == "int8" for p in plan):
+        cheap_lms["int8"] = quantize_lm(replace(lm, model=copy.deepcopy(lm.model)), "int8")
+    if any(p[1] and p[1][2] == "bf16" for p in plan):
+        cheap_lms["bf16"] = load(args, "bf16")
+        list(scorer(cheap_lms["bf16"], "2way").score_records(copy.deepcopy(sub[:2])))  # warm-up
     outputs = {}
     for rep in range(args.repeats):
         for name, casc in plan:
@@ -194,20 +204,21 @@ def phase_speed(args, records):
                     return list(scorer(lm, "2way").score_records(copy.deepcopy(sub)))
             else:
                 def fn(casc=casc):
+                    exact_lm = cheap_lms[casc[3]] if len(casc) > 3 else lm
                     return list(cascade_scores(copy.deepcopy(sub), scorer(cheap_lms[casc[2]], casc[0]),
-                                               scorer(lm, "2way"), labels, keep=casc[1]))
+                                               scorer(exact_lm, "2way"), labels, keep=casc[1]))
             out, wall, cpu = cpu_time(fn)
             outputs[name] = out
             results["runs"].setdefault(name, []).append({"wall_s": wall, "cpu_s": cpu})
             print(f"speed {name}: {n / wall:.2f} spans/s wall, {n / cpu:.2f} spans/CPU-s", file=sys.stderr,
                   flush=True)
-            (d / f"speed-{args.speed_sentences}.json").write_text(json.dumps(results, indent=1))  # partial
+            (d / f"speed-{args.speed_sentences}{args.speed_tag}.json").write_text(json.dumps(results, indent=1))
     # the cascade's real output vs. the recomputation from the exact and cheap scores of this run
     exact = [[[c["scores"][lab] for lab in LABELS] for c in r["candidates"]] for r in outputs["exact"]]
     cheap_cache = {}
     checks = {}
     for name, casc in plan:
-        if casc is None:
+        if casc is None or len(casc) > 3:  # (an int8 exact pass: not comparable to the float32 exact)
             continue
         real = [[[c["scores"][lab] for lab in LABELS] for c in r["candidates"]] for r in outputs[name]]
         key = (casc[0], casc[2])
@@ -239,7 +250,7 @@ def phase_speed(args, records):
         _, wall, cpu = cpu_time(lambda: list(scorer(lm, "2way").score_records(copy.deepcopy(sub))))
         results["runs"]["exact"].append({"wall_s": wall, "cpu_s": cpu, "after": variant})
         del vlm
-    (d / f"speed-{args.speed_sentences}.json").write_text(json.dumps(results, indent=1))
+    (d / f"speed-{args.speed_sentences}{args.speed_tag}.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
 
@@ -290,7 +301,7 @@ def phase_report(args, records, total):
         table[name]["rescored_fraction"] = frac
         table[name]["sentences"] = n
     # the cascade with an int8 cheap pass, on the prefix that has int8 1-way scores
-    int8_rows = max([[r for r in read_cache(d / "variant-int8.jsonl") if "1way" in r["scores"]],
+    int8_rows = max([read_cache(d / "variant-int8-details.jsonl"),
                      read_cache(d / "cheap-int8.jsonl")], key=len)
     if int8_rows:
         m = len(int8_rows)
@@ -303,9 +314,22 @@ def phase_report(args, records, total):
             table[f"cascade 1way-int8 {keep:g}"] = row
             table[f"cascade 1way-int8 {keep:g}"]["exact_on_same"] = evaluate(vrecs, exact[:m], exact[:m],
                                                                             gold_set(vrecs), vk)
+    for variant in ("int8", "bf16"):
+        det = read_cache(d / f"variant-{variant}-details.jsonl")
+        if det:
+            m = len(det)
+            vrecs = records[:m]
+            vk = max(1, round(1000 * sum(len(r["candidates"]) for r in vrecs) / total))
+            for keep in KEEPS:
+                sim, nu = simulate_cascade([r["scores"]["1way"] for r in det], [r["scores"][variant] for r in det],
+                                           keep)
+                row = evaluate(vrecs, sim, exact[:m], gold_set(vrecs), vk)
+                row.update(rescored_fraction=nu / sum(len(r["candidates"]) for r in vrecs), sentences=m)
+                table[f"{variant} + cascade 1way {keep:g}"] = row
     # numerics variants on their own (smaller) prefix
     for variant in VARIANTS:
-        rows = read_cache(d / f"variant-{variant}.jsonl")
+        rows = max([read_cache(d / f"variant-{variant}.jsonl"), read_cache(d / f"variant-{variant}-details.jsonl")],
+                   key=len)
         if not rows:
             continue
         m = len(rows)
@@ -320,19 +344,19 @@ def phase_report(args, records, total):
         table[variant]["max_abs_diff"] = max(diffs) if diffs else None
         table[variant]["median_abs_diff"] = float(np.median(diffs)) if diffs else None
     speed = {}
-    speed_files = sorted(d.glob("speed-*.json"))
-    if speed_files:
-        sp = json.loads(speed_files[-1].read_text())
+    for sp in [json.loads(f.read_text()) for f in sorted(d.glob("speed-*.json"))]:
         ex = sp["runs"]["exact"]
         ex_cpu = float(np.median([r["cpu_s"] for r in ex]))
         ex_wall = float(np.median([r["wall_s"] for r in ex]))
         for name, runs in sp["runs"].items():
+            if name == "exact" and "exact" in speed:
+                continue
             speed[name] = {"cpu_ratio": ex_cpu / float(np.median([r["cpu_s"] for r in runs])),
                            "wall_ratio": ex_wall / float(np.median([r["wall_s"] for r in runs])),
                            "spans_per_cpu_s": sp["spans"] / float(np.median([r["cpu_s"] for r in runs])),
                            "runs": len(runs)}
-        speed["_meta"] = {k2: sp[k2] for k2 in ("sentences", "spans", "threads")}
-        speed["_meta"]["check"] = sp.get("cascade_check_max_abs_diff")
+        speed.setdefault("_meta", []).append({k2: sp[k2] for k2 in ("sentences", "spans", "threads")})
+        speed["_meta"][-1]["check"] = sp.get("cascade_check_max_abs_diff")
     for name, row in table.items():
         key = name if name in speed else ("exact" if name.startswith("exact") else None)
         row["speed"] = speed.get(key) if key else None
@@ -411,6 +435,9 @@ def main(argv=None):
     ap.add_argument("--speed-sentences", type=int, default=30)
     ap.add_argument("--speed-keeps", default="0.05,0.1")
     ap.add_argument("--speed-cosine-keeps", default="0.1")
+    ap.add_argument("--speed-only", default=None, help="regular expression: time only the matching options "
+                    "(and the exact default)")
+    ap.add_argument("--speed-tag", default="", help="appended to the speed file name")
     ap.add_argument("--speed-variants", default="bf16,int8,int8-all")
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
