@@ -411,6 +411,11 @@ def plot(args, summary, d):
     ax.axhline(90, color="grey", lw=0.8, ls="--")
     ax.axvline(5, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
+    ticks = [1, 1.5, 2, 3, 5, 7, 10]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}x" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(0.85, 12)
     ax.set_xlabel("speed vs. exact 2way (CPU-seconds ratio, log)")
     ax.set_ylabel("top-K overlap with exact, mean over labels (%)")
     ax.set_title(f"X-NER fast mode, {args.model}, {summary['sentences']} CoNLL train sentences", fontsize=9)
