@@ -11,6 +11,7 @@ from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_values
 from nertools.runtime.models import CAUSAL, MASKED
 from nertools.runtime.progress import is_quiet
+from nertools.xner.fast import CASCADE_METHODS, DEFAULT_CASCADE_KEEP, QUANTIZE
 from nertools.xner.scoring import CAUSAL_ROWS, CONTEXTS, DEFAULT_MODEL, METHODS, divscore, scorer_default
 
 EXAMPLE = """\b
@@ -20,6 +21,8 @@ Examples:
   ner-divscore --seeds examples/conll_seeds.tsv --model gemma-3-270m cands.jsonl -o scored.jsonl
   ner-divscore --method official --seed PER="Masaki Yoshida" cands.jsonl   # the released X-NER code
   ner-divscore --method prompt --label-word MISC=nationality --seeds seeds.tsv cands.jsonl
+  ner-divscore --cascade 1way --cascade-keep 0.1 --seeds examples/conll_seeds.tsv \
+      --model smollm2-135m cands.jsonl > scored.jsonl        # fast mode (README)
 """
 
 @click.command("ner-divscore", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
@@ -60,6 +63,25 @@ Examples:
               help=f"Token budget of one forward pass (rows x padded length) "
                    f"[default: {scorer_default(MASKED, 'batch_tokens')} masked, "
                    f"{scorer_default(CAUSAL, 'batch_tokens')} causal].")
+@click.option("--cascade", type=click.Choice(CASCADE_METHODS), default=None,
+              help="Fast mode: rank every candidate with this cheap method, re-score only the best "
+                   "--cascade-keep fraction per label with --method (2way); the others get scores "
+                   "ranked after those, in cheap-score order. Reads the whole input (or each "
+                   "--cascade-block) before writing. Default: off (exact scores for every candidate). "
+                   "With --dtype bfloat16 the measured fast mode (README, \"Fast scoring mode\").")
+@click.option("--cascade-keep", type=FiniteFloat(min=0, min_open=True, max=1), default=DEFAULT_CASCADE_KEEP,
+              show_default=True, metavar="F",
+              help="With --cascade: fraction (0 < F <= 1) of candidates per label re-scored exactly.")
+@click.option("--cascade-block", type=count_type(1), default=None, metavar="N",
+              help="With --cascade: rank each block of N records on its own (bounded memory) "
+                   "[default: the whole input].")
+@click.option("--quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
+              help="CPU: int8 dynamic quantisation of the linear layers (int8: the body, the LM "
+                   "head stays float32; int8-all: the head too). Measured to reorder the ranking (README); "
+                   "bfloat16 is as fast and keeps it.")
+@click.option("--cascade-quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
+              help="With --cascade: run the cheap pass on an int8 copy of the model (CPU); the "
+                   "exact pass keeps the model as loaded. Measured not to pay (README).")
 @model_runtime_options
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress with spans/s on stderr (--quiet turns it off too).")
@@ -67,13 +89,14 @@ Examples:
 @quiet_option(expose_value=False)
 @nertools_command("ner-divscore")
 def main(input, output, seed_specs, seed_files, model, method, template, label_word_specs,
-         temperature, context, causal_rows, start_token, batch_tokens, device, dtype, threads, progress,
-         on_error):
+         temperature, context, causal_rows, start_token, batch_tokens, cascade, cascade_keep, cascade_block,
+         quantize, cascade_quantize, device, dtype, threads, progress, on_error):
     """Score every candidate span (from ner-spans) against one seed entity per label.
 
     Adds "scores": {LABEL: float} to each candidate, LOWER = MORE LIKE THE SEED (a
     divergence; cosine is stored as 1 - cos, prompt as -log p). Everything else is kept.
-    Records stream through in input order.
+    Records stream through in input order (with --cascade: after the whole input, or
+    each --cascade-block, has been read).
     """
     from nertools.runtime.models import set_threads
     from nertools.runtime.progress import quiet_transformers
@@ -89,7 +112,8 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
                       device=device, dtype=dtype, method=method, template=template,
                       temperature=temperature, batch_tokens=batch_tokens, context=context,
                       causal_rows=causal_rows, start_token=start_token,
-                      progress=progress and not is_quiet())
+                      progress=progress and not is_quiet(), cascade=cascade, cascade_keep=cascade_keep,
+                      cascade_block=cascade_block, quantize=quantize, cascade_quantize=cascade_quantize)
     with RecordWriter(output) as out:
         for rec in scored:
             out.write(rec)

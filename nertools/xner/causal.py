@@ -75,6 +75,7 @@ from nertools.runtime.batching import pack_by_token_budget, pack_stream, pad_bat
 from nertools.runtime.models import CAUSAL, LoadedLM
 from nertools.runtime.progress import progress
 from nertools.xner.candidates import check_candidates
+from nertools.xner.fast import ONLY_LABELS_KEY
 from nertools.xner.masked import report_non_finite
 from nertools.xner.seeds import Seed
 
@@ -228,7 +229,11 @@ class CausalDivergenceScorer:
         self.head = self.model.get_output_embeddings()
         cfg = self.model.config.get_text_config()
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.vocab = self.head.weight.shape[0]
+        # an int8 dynamically quantised head (``--quantize int8-all``) has a weight() method
+        # and qint8 weights; its input stays float32
+        weight = self.head.weight() if callable(self.head.weight) else self.head.weight
+        self.head_dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        self.vocab = weight.shape[0]
         self.head_rows = head_rows or max(8, HEAD_CHUNK_FLOATS // self.vocab)
         # the KV-cache path needs every key inside a sliding-attention window
         self.window = getattr(cfg, "sliding_window", None) or 0
@@ -246,7 +251,9 @@ class CausalDivergenceScorer:
                                     "the cached left context)")
             if not self.prompt_template.rstrip().endswith("[LABEL]"):
                 raise NertoolsError("the prompt template must end with [LABEL] (the scored word)")
-        self._template_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._label_index = {lab: l for l, lab in enumerate(self.labels)}
+        # span string -> (template KL sums/counts (temps, labels, 2), labels computed (labels,))
+        self._template_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._template_cache_size = template_cache_size
         # seed side of the template test, per temperature: (P rows, sum P log P, {(label, row): index})
         self._seed_template_ref: list[tuple[Any, Any]] | None = None
@@ -289,6 +296,15 @@ class CausalDivergenceScorer:
             raise DataError(f"record {record.get('id')!r} is too long for the model ({len(ids)} tokens)")
         return _Sentence(record, ids, wstart, wend, cands, spaced)
 
+    def _cand_labels(self, c: dict) -> Sequence[int]:
+        """Indices of the labels to score for candidate ``c``: all, or those its
+        ``ONLY_LABELS_KEY`` entry names (the cascade's exact pass asks only for the labels it
+        kept the candidate for; each label's score is computed independently of the others)."""
+        only = c.get(ONLY_LABELS_KEY)
+        if only is None:
+            return range(len(self.labels))
+        return [self._label_index[lab] for lab in only if lab in self._label_index]
+
     def _entity_piece(self, s: _Sentence, word: int, text: str) -> list[int]:
         return self._piece((" " if s.spaced[word] else "") + text)
 
@@ -296,7 +312,7 @@ class CausalDivergenceScorer:
     def _logprobs(self, hidden) -> list[Any]:
         """float32 log-softmax of the LM head at ``hidden`` rows, one tensor per temperature."""
         torch = self.torch
-        logits = self.head(hidden.to(self.head.weight.dtype)).float()
+        logits = self.head(hidden.to(self.head_dtype)).float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         self.stats["head_rows"] += hidden.shape[0]
@@ -430,25 +446,27 @@ class CausalDivergenceScorer:
             self._seed_template_ref = [self._reference_side(lp) for lp in lps]
         return self._seed_template_ref
 
-    def _template_scores(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Per span string: array (temps, labels, 2) of template-row KL sum and row count."""
+    def _template_scores(self, texts: list[str], wanted: dict[str, set] | None = None) -> dict[str, np.ndarray]:
+        """Per span string: array (temps, labels, 2) of template-row KL sum and row count, for
+        every label or the label indices ``wanted[text]`` (others may be left at zero)."""
         seed_ref = self._seed_templates()
-        result: dict[str, np.ndarray] = {}
-        todo = []
+        nt, nl = len(self.temps), len(self.labels)
+        result: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        items = []
         for t in dict.fromkeys(texts):
             hit = self._template_cache.get(t)
             if hit is not None:
                 self._template_cache.move_to_end(t)
-                result[t] = hit
             else:
-                todo.append(t)
-        if not todo:
-            return result
-        items = [(t, l) for t in todo for l in range(len(self.labels))]
+                hit = (np.zeros((nt, nl, 2)), np.zeros(nl, dtype=bool))
+            result[t] = hit
+            labs = range(nl) if wanted is None else sorted(wanted.get(t, ()))
+            items += [(t, l) for l in labs if not hit[1][l]]
+        if not items:
+            return {t: a for t, (a, _) in result.items()}
         prepared = [self._template_seqs(t, l) for t, l in items]
         hidden = self._template_hidden(items)
-        nt, nl = len(self.temps), len(self.labels)
-        arrays = {t: np.zeros((nt, nl, 2)) for t in todo}
+        arrays = {t: a for t, (a, _) in result.items()}
         # A row depends only on the tokens up to it, so the rows before the label word
         # ("Fusai", " is") are shared by all labels: each distinct prefix goes through the head once.
         unique: dict[tuple, int] = {}
@@ -477,12 +495,14 @@ class CausalDivergenceScorer:
                     sr = self._seed_template_index[(l, r)]
                     arrays[text][ti, l, 0] += negent[sr] - cross[u - lo, sr]
                     arrays[text][ti, l, 1] += 1
-        for t, a in arrays.items():
-            result[t] = a
-            self._template_cache[t] = a
+        for t, l in items:
+            result[t][1][l] = True
+        for t in dict.fromkeys(t for t, _ in items):
+            self._template_cache[t] = result[t]
+            self._template_cache.move_to_end(t)
             if len(self._template_cache) > self._template_cache_size:
                 self._template_cache.popitem(last=False)
-        return result
+        return arrays
 
     # ------------------------------------------------------------------ sentence test
     def _seed_jobs(self, sents: list[_Sentence], with_right: bool) -> dict[tuple, _Job]:
@@ -491,7 +511,8 @@ class CausalDivergenceScorer:
         for si, s in enumerate(sents):
             for c in s.cands:
                 i, j = c["token_start"], c["token_end"]
-                for l, seed in enumerate(self.seeds):
+                for l in self._cand_labels(c):
+                    seed = self.seeds[l]
                     key = (si, l, i, j) if with_right else (si, l, i)
                     if key in jobs:
                         continue
@@ -532,7 +553,7 @@ class CausalDivergenceScorer:
             for ci, c in enumerate(s.cands):
                 i, j = c["token_start"], c["token_end"]
                 b = s.wend[j]
-                for l in range(nl):
+                for l in self._cand_labels(c):
                     job = jobs[(si, l, i, j) if with_right else (si, l, i)]
                     for t in range(len(job.offsets)):
                         seed_rows.append(job.hidden[t])
@@ -625,7 +646,13 @@ class CausalDivergenceScorer:
                     s.final = s.sent_sum[0] / np.maximum(s.sent_n, 1)
                 return
             texts = [self._span_text(s, c) for s in active for c in s.cands]
-            tmpl = self._template_scores(texts)
+            wanted: dict[str, set] | None = None
+            if any(ONLY_LABELS_KEY in c for s in active for c in s.cands):
+                wanted = {}
+                for s in active:
+                    for c in s.cands:
+                        wanted.setdefault(self._span_text(s, c), set()).update(self._cand_labels(c))
+            tmpl = self._template_scores(texts, wanted)
             for s in active:
                 arr = np.stack([tmpl[self._span_text(s, c)] for c in s.cands], 1)  # (T, C, L, 2)
                 s.final = (s.sent_sum[0] + arr[0, :, :, 0]) / np.maximum(s.sent_n + arr[0, :, :, 1], 1)
@@ -644,9 +671,9 @@ class CausalDivergenceScorer:
     def _finish(self, s: _Sentence) -> dict:
         for ci, c in enumerate(s.cands):
             scores = dict(c.get("scores") or {})
-            for l, lab in enumerate(self.labels):
-                v = float(s.final[ci, l])
-                scores[lab] = v
+            for l in self._cand_labels(c):
+                scores[self.labels[l]] = float(s.final[ci, l])
+            c.pop(ONLY_LABELS_KEY, None)
             self.stats["non_finite"] += settle_scores(scores)
             c["scores"] = scores
             if self.row_details and s.details:

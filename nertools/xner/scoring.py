@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from nertools.errors import UsageError
 from nertools.runtime.models import CAUSAL, MASKED
-from nertools.xner import causal, masked
+from nertools.xner import causal, fast, masked
 from nertools.xner.seeds import Seed
 
 #: Every method of either scorer (the causal one has all but ``official``).
@@ -101,9 +101,34 @@ def make_scorer(lm, seeds: Sequence[Seed], *, method: str = "2way", template: st
     return _SCORERS[CAUSAL if lm.kind == CAUSAL else MASKED](lm, list(seeds), **kwargs)
 
 
+def check_fast_options(method: str, cascade: str | None, cascade_keep: float, quantize: str,
+                       cascade_quantize: str = "none") -> float:
+    """Validate the fast-mode options before any model is loaded; returns the keep fraction.
+
+    A bad value is a :class:`~nertools.errors.UsageError` (exit 2 in the command)."""
+    keep = fast.check_keep(cascade_keep)
+    if cascade is not None:
+        if cascade not in fast.CASCADE_METHODS:
+            raise UsageError(f"unknown --cascade {cascade!r} (choose from {', '.join(fast.CASCADE_METHODS)})")
+        if cascade == method:
+            raise UsageError(f"--cascade {cascade} ranks with the method it would re-score (--method {method})")
+        if method not in ("2way", "official"):
+            raise UsageError(f"--cascade re-scores with the 2-way test (--method 2way or official), "
+                             f"not --method {method}")
+    if quantize not in fast.QUANTIZE:
+        raise UsageError(f"unknown --quantize {quantize!r} (choose from {', '.join(fast.QUANTIZE)})")
+    if cascade_quantize not in fast.QUANTIZE:
+        raise UsageError(f"unknown --cascade-quantize {cascade_quantize!r} "
+                         f"(choose from {', '.join(fast.QUANTIZE)})")
+    return keep
+
+
 def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
              label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
-             method: str = "2way", progress: bool = False, **options: Any) -> Iterator[dict]:
+             method: str = "2way", progress: bool = False, cascade: str | None = None,
+             cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, cascade_block: int | None = None,
+             quantize: str = "none", cascade_quantize: str = "none", cascade_stats: dict | None = None,
+             **options: Any) -> Iterator[dict]:
     """``ner-divscore``: score every candidate of ``records`` against one seed per label.
 
     ``model`` is a name, folder, GGUF file or alias (loaded with
@@ -111,11 +136,30 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
     ``label_words`` (label -> word) overrides what templates say for a label. ``options``
     are :func:`make_scorer`'s. The model is loaded and the scorer built now; the returned
     iterator yields the records, in input order, as they are scored.
+
+    Fast mode (:mod:`nertools.xner.fast`): ``cascade`` (``"1way"`` or ``"cosine"``) ranks every
+    candidate with that cheap method and re-scores the best ``cascade_keep`` fraction per label
+    with ``method`` (the whole input, or each ``cascade_block`` records, is read first;
+    ``cascade_stats``, a dict, receives counts; ``cascade_quantize`` runs the cheap pass on an
+    int8 copy of the model, the exact pass keeps the model as loaded); ``quantize``
+    (``"int8"``, ``"int8-all"``) quantises the model's linear layers on CPU.
     """
     from nertools.runtime.models import load_lm
 
     seeds = with_label_words(seeds, label_words)
     check_template(method, options.get("template"))
+    keep = check_fast_options(method, cascade, cascade_keep, quantize, cascade_quantize)
     lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
+    lm = fast.quantize_lm(lm, quantize)
     scorer = make_scorer(lm, seeds, method=method, progress=progress, **options)
-    return scorer.score_records(records)
+    if cascade is None:
+        return scorer.score_records(records)
+    cheap_lm = lm
+    if cascade_quantize != "none":
+        import copy
+
+        cheap_lm = fast.quantize_lm(replace(lm, model=copy.deepcopy(lm.model)), cascade_quantize)
+    cheap = make_scorer(cheap_lm, seeds, method=cascade, progress=progress,
+                        **{k: v for k, v in options.items() if k != "template"})
+    return fast.cascade_scores(records, cheap, scorer, [s.label for s in seeds], keep=keep,
+                               block=cascade_block, stats=cascade_stats)
