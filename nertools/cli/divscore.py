@@ -6,12 +6,15 @@ import click
 
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option,
                                  output_option)
-from nertools.cli.options import FiniteFloat, count_type, model_option, model_runtime_options, quiet_option
+from nertools.cli.options import (FiniteFloat, corpus_options, count_type, model_option, model_runtime_options,
+                                  quiet_option, run_options)
 from nertools.core.jsonl import ErrorPolicy, RecordWriter
 from nertools.core.labels import parse_key_values
 from nertools.runtime.models import CAUSAL, MASKED
-from nertools.runtime.progress import is_quiet
-from nertools.xner.scoring import CAUSAL_ROWS, CONTEXTS, DEFAULT_MODEL, METHODS, divscore, scorer_default
+from nertools.core.resume import check_run, run_blocks
+from nertools.runtime.progress import is_quiet, log
+from nertools.runtime.progress import progress as _progress
+from nertools.xner.scoring import CAUSAL_ROWS, CONTEXTS, DEFAULT_MODEL, METHODS, block_scorer, scorer_default
 
 EXAMPLE = """\b
 Examples:
@@ -20,7 +23,15 @@ Examples:
   ner-divscore --seeds examples/conll_seeds.tsv --model gemma-3-270m cands.jsonl -o scored.jsonl
   ner-divscore --method official --seed PER="Masaki Yoshida" cands.jsonl   # the released X-NER code
   ner-divscore --method prompt --label-word MISC=nationality --seeds seeds.tsv cands.jsonl
+  ner-divscore --seeds seeds.tsv --model gemma-3-270m cands.jsonl -o scored.jsonl --resume
+  ner-divscore --seeds seeds.tsv cands.jsonl --shard 0/2 -o s0.jsonl   # and --shard 1/2 -o s1.jsonl
+  ner-merge s0.jsonl s1.jsonl -o scored.jsonl                           # = the unsharded run
+  ner-divscore --seeds seeds.tsv cands.jsonl --backend ray -o scored.jsonl
 """
+
+#: Records per block (--block-records): the unit of --resume, --shard and --backend ray. Each block
+#: is scored by a fresh scorer, so a kill loses at most this many records of work.
+DIVSCORE_BLOCK_RECORDS = 256
 
 @click.command("ner-divscore", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
 @input_argument()
@@ -63,12 +74,20 @@ Examples:
 @model_runtime_options
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress with spans/s on stderr (--quiet turns it off too).")
+@corpus_options(DIVSCORE_BLOCK_RECORDS)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: an actor pool of scorers on Ray (pip install 'nertools[ray]'), "
+                   "one per GPU, else one per CPU slot; the same bytes as local.")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="ray: the cluster to join (default: RAY_ADDRESS, else a local Ray started for the run).")
+@click.option("--ray-actors", type=count_type(1), default=None, metavar="N",
+              help="ray: scorer actors (default: one per GPU, else one per CPU of the cluster).")
 @on_error_option()
 @quiet_option(expose_value=False)
 @nertools_command("ner-divscore")
 def main(input, output, seed_specs, seed_files, model, method, template, label_word_specs,
          temperature, context, causal_rows, start_token, batch_tokens, device, dtype, threads, progress,
-         on_error):
+         resume, shard, block_records, backend, ray_address, ray_actors, on_error):
     """Score every candidate span (from ner-spans) against one seed entity per label.
 
     Adds "scores": {LABEL: float} to each candidate, LOWER = MORE LIKE THE SEED (a
@@ -85,12 +104,35 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
     set_threads(threads)
     quiet_transformers()  # keep stderr to one progress line
     policy = ErrorPolicy(on_error)
-    scored = divscore(read_candidates(input, policy), seeds, model=model, label_words=label_words,
-                      device=device, dtype=dtype, method=method, template=template,
-                      temperature=temperature, batch_tokens=batch_tokens, context=context,
-                      causal_rows=causal_rows, start_token=start_token,
-                      progress=progress and not is_quiet())
-    with RecordWriter(output) as out:
-        for rec in scored:
-            out.write(rec)
+    options = dict(method=method, template=template, temperature=temperature, batch_tokens=batch_tokens,
+                   context=context, causal_rows=causal_rows, start_token=start_token)
+    header = check_run(output, command="ner-divscore", input_path=input, block=block_records, shard=shard,
+                       resume=resume, options=run_options(neutral=("backend", "ray_address", "ray_actors")))
+    records = read_candidates(input, policy)
+    with _progress(unit="span", desc="ner-divscore", enabled=progress and not is_quiet()) as bar:
+        if backend == "ray":
+            from nertools.xner.ray_scoring import RayBlockScorer
+
+            pool = RayBlockScorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
+                                  threads=threads, address=ray_address, actors=ray_actors, **options)
+            stream, process = pool.map, None
+        else:
+            score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
+                                 **options)
+            stream, process = None, score
+        run_blocks(records, process, process_stream=stream, output=output, command="ner-divscore",
+                   input_path=input, options=header and header["options"], block=block_records, shard=shard,
+                   resume=resume, header=header, dumps=_counting_dumps(bar),
+                   info=lambda m: log(m, prog="ner-divscore"))
     policy.report("ner-divscore")
+
+
+def _counting_dumps(bar):
+    """The JSONL line of a scored record, counting its spans on the progress bar."""
+    from nertools.core.jsonl import dumps
+
+    def line(rec):
+        bar.update(len(rec.get("candidates") or ()))
+        return dumps(rec)
+
+    return line

@@ -7,14 +7,17 @@ import click
 from nertools.core.jsonl import ErrorPolicy
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command,
                                  on_error_option, output_option)
-from nertools.cli.options import FiniteFloat, model_option, model_runtime_options, quiet_option
-from nertools.core.jsonl import RecordWriter, read_records
+from nertools.cli.options import (FiniteFloat, corpus_options, model_option, model_runtime_options, quiet_option,
+                                  run_options)
+from nertools.core.jsonl import read_records
 
 EXAMPLE = """\b
 Examples:
   ner-tag --model tagger corpus.jsonl -o tagged.jsonl
   echo '{"text": "Masaki Yoshida visited Singapore."}' | ner-tag --model tagger
   ner-tag --model tagger --threshold 0.8 dev.jsonl | ner-eval --gold dev.jsonl --pred -
+  ner-tag --model tagger corpus.jsonl -o tagged.jsonl --resume      # rerun the same after a kill
+  ner-tag --model tagger corpus.jsonl --shard 1/4 -o part1.jsonl    # then: ner-merge part*.jsonl
 """
 
 
@@ -29,10 +32,12 @@ Examples:
 @click.option("--chunk", default=512, show_default=True, type=click.IntRange(1),
               help="Records read ahead and batched together (output keeps input order).")
 @model_runtime_options
+@corpus_options(512)
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-tag")
-def main(input, output, model, threshold, max_tokens, chunk, device, dtype, threads, on_error):
+def main(input, output, model, threshold, max_tokens, chunk, device, dtype, threads, resume, shard, block_records,
+         on_error):
     """Tag records with a trained tagger: each record's `spans` is replaced by the predicted
     entities, {"start","end","token_start","token_end","label","score","source":"ner-tag"}.
 
@@ -42,16 +47,20 @@ def main(input, output, model, threshold, max_tokens, chunk, device, dtype, thre
     A progress bar counts the records on stderr (--quiet: none).
     """
     from nertools.runtime.models import set_threads
-    from nertools.runtime.progress import progress
+    from nertools.runtime.progress import log, progress
     from nertools.tagging.tagger import Tagger
+
+    from nertools.core.resume import check_run, run_blocks
 
     set_threads(threads)
     policy = ErrorPolicy(on_error)
+    header = check_run(output, command="ner-tag", input_path=input, options=run_options(), block=block_records,
+                       shard=shard, resume=resume)
     tagger = Tagger.load(model, device=device, dtype=dtype)
-    records = tagger.tag(read_records(input, policy=policy), threshold=threshold, max_tokens=max_tokens,
-                         chunk=chunk)
-    with RecordWriter(output) as out, progress(desc="ner-tag", unit="rec") as bar:
-        for rec in records:
-            out.write(rec)
-            bar.update()
+    with progress(desc="ner-tag", unit="rec") as bar:
+        run_blocks(read_records(input, policy=policy),
+                   lambda block: tagger.tag(block, threshold=threshold, max_tokens=max_tokens, chunk=chunk),
+                   output=output, command="ner-tag", input_path=input, options=header and header["options"],
+                   block=block_records, shard=shard, resume=resume, header=header,
+                   on_block=lambda recs, lines: bar.update(recs), info=lambda m: log(m, prog="ner-tag"))
     policy.report("ner-tag")

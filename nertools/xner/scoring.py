@@ -101,18 +101,50 @@ def make_scorer(lm, seeds: Sequence[Seed], *, method: str = "2way", template: st
     return _SCORERS[CAUSAL if lm.kind == CAUSAL else MASKED](lm, list(seeds), **kwargs)
 
 
+def block_scorer(seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
+                 label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
+                 method: str = "2way", **options: Any):
+    """A function ``score(records) -> list`` that scores one block of records with a fresh
+    scorer (its own batches and caches), so a block's scores do not depend on the blocks
+    before it: what ``ner-divscore`` runs for ``--resume``, ``--shard`` and ``--backend ray``
+    (nertools.core.resume). The model is loaded and the options checked now; ``score.lm`` is
+    the loaded model."""
+    from nertools.runtime.models import load_lm
+
+    seeds = with_label_words(seeds, label_words)
+    check_template(method, options.get("template"))
+    lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
+    make_scorer(lm, seeds, method=method, **options)  # bad options fail before the first block
+
+    def score(records: Iterable[dict]) -> list[dict]:
+        return list(make_scorer(lm, seeds, method=method, progress=False, **options).score_records(records))
+
+    score.lm = lm
+    return score
+
+
 def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
              label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
-             method: str = "2way", progress: bool = False, **options: Any) -> Iterator[dict]:
+             method: str = "2way", progress: bool = False, block_records: int | None = None,
+             **options: Any) -> Iterator[dict]:
     """``ner-divscore``: score every candidate of ``records`` against one seed per label.
 
     ``model`` is a name, folder, GGUF file or alias (loaded with
     :func:`~nertools.runtime.models.load_lm` on ``device``/``dtype``) or a loaded LM.
     ``label_words`` (label -> word) overrides what templates say for a label. ``options``
     are :func:`make_scorer`'s. The model is loaded and the scorer built now; the returned
-    iterator yields the records, in input order, as they are scored.
+    iterator yields the records, in input order, as they are scored. ``block_records``: score
+    blocks of that many records each on its own (:func:`block_scorer`; the scores ``ner-divscore``
+    writes, whose bytes a resumed or sharded run reproduces).
     """
     from nertools.runtime.models import load_lm
+
+    if block_records is not None:
+        from nertools.core.shard import blocks
+
+        score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
+                             method=method, **options)
+        return (rec for block in blocks(records, block_records) for rec in score(block))
 
     seeds = with_label_words(seeds, label_words)
     check_template(method, options.get("template"))
