@@ -120,10 +120,14 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
             score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
                                  **options)
             stream, process = None, score
-        run_blocks(records, process, process_stream=stream, output=output, command="ner-divscore",
-                   input_path=input, options=header and header["options"], block=block_records, shard=shard,
-                   resume=resume, header=header, dumps=_counting_dumps(bar),
-                   info=lambda m: log(m, prog="ner-divscore"))
+        try:
+            run_blocks(records, process, process_stream=stream, output=output, command="ner-divscore",
+                       input_path=input, options=header and header["options"], block=block_records, shard=shard,
+                       resume=resume, header=header, dumps=_counting_dumps(bar),
+                       info=lambda m: log(m, prog="ner-divscore"))
+        finally:
+            if backend == "ray":
+                pool.shutdown()
     policy.report("ner-divscore")
 
 

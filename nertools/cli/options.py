@@ -249,9 +249,11 @@ def run_options(ctx: click.Context | None = None, *, neutral: tuple[str, ...] = 
     """The command's parameters that shape its output (for a run journal): every click parameter
     but :data:`RUN_NEUTRAL_OPTIONS` and ``neutral``, as JSON values."""
     ctx = ctx or click.get_current_context()
+    flags = {p.name: max((o for o in p.opts if o.startswith("--")), key=len, default=p.name)
+             for p in ctx.command.params}
     out = {}
     for key, value in sorted(ctx.params.items()):
         if key in RUN_NEUTRAL_OPTIONS or key in neutral:
             continue
-        out[key] = list(value) if isinstance(value, tuple) else value
+        out[flags.get(key, key).lstrip("-")] = list(value) if isinstance(value, tuple) else value
     return out

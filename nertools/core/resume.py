@@ -212,7 +212,7 @@ def header_differences(old: dict, new: dict) -> list[str]:
     oo, no = old.get("options") or {}, new.get("options") or {}
     for key in sorted(set(oo) | set(no)):
         if oo.get(key) != no.get(key):
-            diffs.append(f"--{key.replace('_', '-')} {_show(oo.get(key))} -> {_show(no.get(key))}")
+            diffs.append(f"--{key} {_show(oo.get(key))} -> {_show(no.get(key))}")
     return diffs
 
 

@@ -77,8 +77,8 @@ def read_shard(path: str) -> ShardFile:
         raise UsageError(f"{path}: no such shard output")
     j = Journal.read(jpath, cut=False)
     if j is None:
-        raise UsageError(f"{path} has no progress journal {jpath}: not the output of a --shard run "
-                         "(or its run did not finish)")
+        raise DataError(f"no progress journal {jpath}: not the output of a --shard run "
+                        "(or its run did not finish)", path=path)
     if j.complete is None:
         raise UsageError(f"{path}: its shard run did not finish ({len(j.blocks)} block(s) in {jpath}); "
                          "rerun it with --resume")
@@ -136,27 +136,42 @@ def merge_shards(paths: Sequence[str], out: IO[bytes] | None = None, *, write=No
         assert out is not None
         write = out.write
     n = len(shards)
-    handles = [open(s.path, "rb") for s in shards]
-    try:
-        blocks_of = [iter(s.blocks) for s in shards]
-        total_blocks = sum(len(s.blocks) for s in shards)
-        lines = 0
-        for b in range(total_blocks):
-            k = b % n
-            entry = next(blocks_of[k])
-            fh = handles[k]
-            for _ in range(entry["lines"]):
-                line = fh.readline()
-                if not line.endswith(b"\n"):
-                    raise DataError(f"ends before its journal's block {entry['block']} "
-                                    f"({entry['lines']} lines) is complete", path=shards[k].path)
-                write(line)
-                lines += 1
-        for s, fh in zip(shards, handles):
-            if fh.readline():
-                raise DataError(f"has more lines than its journal counts ({s.complete.get('lines')})",
-                                path=s.path)
-        return lines
-    finally:
-        for fh in handles:
-            fh.close()
+    readers = [_lines(s.path) for s in shards]
+    blocks_of = [iter(s.blocks) for s in shards]
+    total_blocks = sum(len(s.blocks) for s in shards)
+    lines = 0
+    for b in range(total_blocks):
+        k = b % n
+        entry = next(blocks_of[k])
+        for _ in range(entry["lines"]):
+            line = next(readers[k], None)
+            if line is None:
+                raise DataError(f"ends before its journal's block {entry['block']} "
+                                f"({entry['lines']} lines) is complete", path=shards[k].path)
+            write(line)
+            lines += 1
+    for s, reader in zip(shards, readers):
+        if next(reader, None) is not None:
+            raise DataError(f"has more lines than its journal counts ({s.complete.get('lines')})", path=s.path)
+    if lines == 0:
+        raise DataError("no records (empty input)", path=shards[0].path)
+    return lines
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    """The non-blank lines of a shard output as they are (bytes, with their newline), each
+    checked to be one JSON value (nertools.core.jsonl's limits and file:line errors)."""
+    import orjson
+
+    from nertools.core.jsonl import _json_error, max_record_bytes, raw_lines, too_long
+
+    for lineno, raw in raw_lines(path):
+        if raw is None:
+            raise too_long(path, lineno, max_record_bytes())
+        if not raw.strip():
+            continue
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise _json_error(raw, e, path, lineno) from None
+        yield raw if raw.endswith(b"\n") else raw + b"\n"
