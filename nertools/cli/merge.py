@@ -21,7 +21,7 @@ Examples:
 
 @click.command("ner-merge", context_settings=CONTEXT_SETTINGS, epilog=EXAMPLE)
 @click.argument("shards", nargs=-1, required=True, metavar="SHARD_FILE...",
-                type=click.Path(dir_okay=False, exists=True))
+                type=click.Path(dir_okay=False))
 @output_option()
 @quiet_option(expose_value=False)
 @nertools_command("ner-merge")

@@ -29,6 +29,7 @@ journal; a ``--shard`` run keeps it for ``ner-merge``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -239,8 +240,8 @@ class Journal:
 
         def add(line: bytes, lineno: int) -> None:
             try:
-                objs.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
+                objs.append(json.loads(line))  # small; the stdlib parser (orjson is for records)
+            except ValueError:
                 raise DataError("broken progress journal", path=path, line=lineno) from None
 
         if cut:

@@ -74,7 +74,9 @@ def read_shard(path: str) -> ShardFile:
 
     jpath = journal_path(path)
     if not os.path.exists(path):
-        raise UsageError(f"{path}: no such shard output")
+        from nertools.errors import InputFileError
+
+        raise InputFileError("cannot open: No such file or directory", path=path)
     j = Journal.read(jpath, cut=False)
     if j is None:
         raise DataError(f"no progress journal {jpath}: not the output of a --shard run "
