@@ -1,6 +1,7 @@
 """ner-divscore --backend ray on a local Ray with CPU actors: the bytes of the single-process run.
 
-One local Ray (num_cpus=2) for the module: starting Ray takes seconds."""
+One local Ray (num_cpus=2, so two CPU actors) for the module, and one run: starting Ray and its
+actor processes (each imports torch) is the slow part (~2 min on the loaded 2-core machine)."""
 
 from __future__ import annotations
 
@@ -38,25 +39,4 @@ def test_ray_backend_equals_the_single_process_run(ray_local, data, tmp_path):
     r = invoke("ner-divscore", *args(data, "-o", str(remote), "--backend", "ray"))
     assert r.exit_code == 0, (r.stderr, r.exception)
     assert remote.read_bytes() == local.read_bytes()
-
-
-def test_ray_pool_uses_one_cpu_actor_per_slot_and_keeps_order(ray_local, data):
-    from nertools.core.jsonl import read_records
-    from nertools.core.shard import blocks
-    from nertools.xner.ray_scoring import RayBlockScorer
-    from nertools.xner.scoring import block_scorer
-    from nertools.xner.seeds import Seed
-
-    seeds = [Seed.make("PER", "Ann")]
-    pool = RayBlockScorer(seeds, model=str(data["model"]), device="cpu")
-    try:
-        assert len(pool.actors) == 2 and pool.device == "cpu"  # num_cpus=2, no GPU
-        recs = list(read_records(str(data["cands"])))
-        got = [r for out in pool.map(blocks(recs, 3)) for r in out]
-        assert [r["id"] for r in got] == [r["id"] for r in recs]
-        score = block_scorer(seeds, model=str(data["model"]), device="cpu")
-        want = [r for b in blocks(read_records(str(data["cands"])), 3) for r in score(b)]
-        assert got == want
-    finally:
-        pool.shutdown()
-    assert ray_local.is_initialized()  # the pool did not stop a Ray it did not start
+    assert ray_local.is_initialized()  # the run did not stop a Ray it did not start
