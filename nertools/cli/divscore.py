@@ -109,25 +109,24 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
     header = check_run(output, command="ner-divscore", input_path=input, block=block_records, shard=shard,
                        resume=resume, options=run_options(neutral=("backend", "ray_address", "ray_actors")))
     records = read_candidates(input, policy)
-    with _progress(unit="span", desc="ner-divscore", enabled=progress and not is_quiet()) as bar:
-        if backend == "ray":
-            from nertools.xner.ray_scoring import RayBlockScorer
+    if backend == "ray":
+        from nertools.xner.ray_scoring import RayBlockScorer
 
-            pool = RayBlockScorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
-                                  threads=threads, address=ray_address, actors=ray_actors, **options)
-            stream, process = pool.map, None
-        else:
-            score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
-                                 **options)
-            stream, process = None, score
-        try:
+        pool = RayBlockScorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
+                              threads=threads, address=ray_address, actors=ray_actors, **options)
+        stream, process = pool.map, None
+    else:
+        score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype, **options)
+        stream, process = None, score
+    try:
+        with _progress(unit="span", desc="ner-divscore", enabled=progress and not is_quiet()) as bar:
             run_blocks(records, process, process_stream=stream, output=output, command="ner-divscore",
                        input_path=input, options=header and header["options"], block=block_records, shard=shard,
                        resume=resume, header=header, dumps=_counting_dumps(bar),
                        info=lambda m: log(m, prog="ner-divscore"))
-        finally:
-            if backend == "ray":
-                pool.shutdown()
+    finally:
+        if backend == "ray":
+            pool.shutdown()
     policy.report("ner-divscore")
 
 
