@@ -382,8 +382,7 @@ def run_blocks(records: Iterable[dict], process: Callable[[list[dict]], Iterable
         journal = JournalWriter(jpath, header if old is None else None)
     elif journalled:
         writer = (open_plain or RecordWriter)(output)
-        _remove(jpath)
-        journal = None  # written when the output is committed
+        journal = None  # written (replacing an earlier one) when the output is committed
         done_blocks: list[dict] = []
     else:
         writer = (open_plain or RecordWriter)(output)
@@ -464,11 +463,9 @@ def run_blocks(records: Iterable[dict], process: Callable[[list[dict]], Iterable
             if count == 1:
                 _remove(jpath)
         elif journalled:
-            jw = JournalWriter(jpath, header)
-            for e in done_blocks:
-                jw.append(e)
-            jw.append(final)
-            jw.close()
+            from nertools.core.atomic import write_bytes_atomic
+
+            write_bytes_atomic(jpath, b"".join(orjson.dumps(o) + b"\n" for o in (header, *done_blocks, final)))
         ok = True
         return result
     finally:
