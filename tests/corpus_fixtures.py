@@ -66,7 +66,6 @@ def write_candidates(path: Path, n: int) -> Path:
 def env() -> dict:
     e = dict(os.environ)
     e["PYTHONPATH"] = str(ROOT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    e.setdefault("NERTOOLS_CACHE", str(ROOT / ".cache-tests"))
     return e
 
 
