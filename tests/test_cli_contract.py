@@ -243,6 +243,7 @@ CASES = [
     Case("ner-biencoder train", "--dev", lambda i, p, d: ["--objective", "labels", "--train", str(i.train), "--dev", p,
                                                           "--model", str(i.model), "--out", str(d / "bienc"), *CPU],
          "train", output=False, run_good=False),
+    Case("ner-merge", "SHARD_FILE", lambda i, p, d: [as_shard(p)], "records"),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
     # ner-align table/names write one JSON document (indented), not JSONL: their -o is checked in
@@ -259,6 +260,22 @@ CASES = [
                                                        *CPU, p], "records", stdin=True),
 ]
 CASE_IDS = [c.id for c in CASES]
+
+
+def as_shard(path: str) -> str:
+    """``path`` made the one shard of a run, as ner-merge wants it: a progress journal beside it
+    (nertools.core.resume) that counts its non-blank lines. Returns ``path``."""
+    p = Path(path)
+    if p.is_file():
+        from nertools.core.resume import JOURNAL_FORMAT, journal_path
+
+        n = sum(1 for line in p.read_bytes().splitlines() if line.strip())
+        rows = [{"format": JOURNAL_FORMAT, "command": "ner-tag", "input": {"path": "-"}, "options": {},
+                 "block": 10**9, "shard": [0, 1]}]
+        rows += [{"block": 0, "records": n, "lines": n}] if n else []
+        rows.append({"complete": True, "blocks": len(rows) - 1, "records": n, "lines": n, "input_records": n})
+        Path(journal_path(path)).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def test_every_command_has_a_contract_case():

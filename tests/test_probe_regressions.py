@@ -46,6 +46,7 @@ from test_cli_contract import (  # noqa: F401  (inputs is a fixture)
     Case,
     Inputs,
     _default_sigint,
+    as_shard,
     _env,
     _run_case,
     interrupt,
@@ -561,6 +562,7 @@ HEAD_RUNS = {
     "ner-align table": ["--pred", "{big}", "--gold", "{big}"],
     "ner-align names": ["--source-labels", "conll", "--target-labels", "person,city", "--model", "{model}", *CPU],
     "ner-align choose": ["--table", "{align_table}", "--direct", "{big}"],
+    "ner-merge": ["{shard}"],
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
@@ -602,8 +604,12 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
     gz, conll = tmp_path / "big.jsonl.gz", tmp_path / "big.conll"
     gz.write_bytes(_gz(big.read_bytes()))
     conll.write_text("Paris\tB-LOC\nis\tO\n\n" * 5000)
+    shard = tmp_path / "shard.jsonl"  # ner-merge: one shard with its progress journal
+    shutil.copy(big, shard)
+    as_shard(str(shard))
     fmt = dict(big=big, cand=cand, scored=scored, model=inputs.model, tagger=inputs.tagger, dict=inputs.dict_tsv,
-               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann, align_table=inputs.align_table)
+               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann, align_table=inputs.align_table,
+               shard=shard)
     commands = {name: shlex.join([*name.split(), *(a.format(**fmt) for a in args)]) for name, args in HEAD_RUNS.items()}
     commands.update({name: cmd.format(**fmt) for name, cmd in HEAD_VARIANTS.items()})
     procs = {}

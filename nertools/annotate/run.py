@@ -14,16 +14,13 @@ NuNER's filter drops a record when an item's concept is literally "concept" (cou
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-import orjson
-
 from nertools.annotate.parsing import DEFAULT_MAX_ITEMS, item_counts, parse_answer, place_items
 from nertools.annotate.prompts import PromptTemplate
-from nertools.errors import DataError, NertoolsError
+from nertools.errors import DataError
 
 
 @dataclass
@@ -187,59 +184,6 @@ def prompt_id_of(rec: dict) -> dict:
 
 # --------------------------------------------------------------------------- resumable output
 
-def done_ids(path: str) -> set:
-    """Ids of the complete records in an existing output file; a torn last line (a killed
-    run) is cut off so that appending continues on a line boundary."""
-    ids: set = set()
-    if not os.path.exists(path):
-        return ids
-    if path.endswith(".gz"):
-        raise NertoolsError("--resume cannot append to a .gz output; write plain JSONL")
-    good = 0
-    with open(path, "rb") as fh:
-        data = fh.read()
-    pos = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            break  # torn last line
-        line = data[pos:nl]
-        if line.strip():
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise DataError("broken JSON in the output being resumed", path=path,
-                                line=data.count(b"\n", 0, pos) + 1) from None
-            if isinstance(obj, dict):
-                ids.add(obj.get("id"))
-        pos = nl + 1
-        good = pos
-    if good < len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(good)
-    return ids
-
-
-class AppendWriter:
-    """Appends JSONL lines to a file, each line flushed to the OS at once (``--resume``)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.count = 0
-        self._fh = open(path, "ab")
-
-    def write(self, obj: Any) -> None:
-        from nertools.core.jsonl import dumps_record
-
-        self._fh.write(dumps_record(obj))
-        self._fh.flush()
-        self.count += 1
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> "AppendWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+# ``--resume`` onto an output without a progress journal: the shared append-only machinery
+# (nertools.core.resume), re-exported here where ner-annotate's callers find it.
+from nertools.core.resume import AppendWriter, done_ids  # noqa: E402,F401

@@ -238,15 +238,18 @@ class BiEncoder:
                            device=self.device, special=self.special)
 
     def tag_records(self, records: Iterable[dict], labels: Sequence[LabelInfo], *, threshold: float | None = None,
-                    decoding: str = "argmax", max_tokens: int = 8192, chunk: int = 512) -> Iterator[dict]:
+                    decoding: str = "argmax", max_tokens: int = 8192, chunk: int = 512,
+                    vectors=None) -> Iterator[dict]:
         """Stream canonical ``records`` with ``spans`` replaced by the predicted spans of
-        ``labels`` (label vectors are computed once, here)."""
+        ``labels`` (label vectors are computed once, here, unless ``vectors``, the result of
+        :meth:`vectors` for ``labels``, is given: what a caller tagging many blocks passes)."""
         if not labels:
             raise UsageError("no labels to tag: give --labels or --labels-file")
         if decoding not in DECODINGS:
             raise UsageError(f"--decoding {decoding!r}: choose one of {', '.join(DECODINGS)}")
         names = [i.label for i in labels]
-        vectors = self.vectors(labels)
+        if vectors is None:
+            vectors = self.vectors(labels)
         buf: list[dict] = []
         for rec in records:
             buf.append(rec)

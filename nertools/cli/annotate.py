@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from nertools.cli.common import CONTEXT_SETTINGS, input_argument, nertools_command, on_error_option, output_option
-from nertools.cli.options import FiniteFloat, llm_client_options, model_runtime_options, quiet_option
+from nertools.cli.options import (FiniteFloat, corpus_options, llm_client_options, model_runtime_options,
+                                  quiet_option, run_options)
 from nertools.core.jsonl import ErrorPolicy
 from nertools.errors import DataError, NertoolsError
 
@@ -116,8 +117,6 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
               help="Items read per answer (small models loop).")
 @click.option("--reparse", is_flag=True,
               help="Parse the stored answers of annotated records again; no model is called.")
-@click.option("--resume", is_flag=True,
-              help="Append to -o FILE, skipping ids already in it (a killed run continues).")
 @click.option("--backend", type=click.Choice(["local", "openai", "batch"]), default="local", show_default=True)
 @click.option("--model", default=None,
               help="local: Hugging Face name, folder, GGUF file or alias (smollm2-135m); "
@@ -146,14 +145,18 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
 @click.option("--batch-results", type=click.Path(dir_okay=False, exists=True), default=None,
               help="batch: read this Batch-API output file and annotate with it.")
 @model_runtime_options
+@corpus_options(64, block_help="Records per block, the unit of --resume and --shard (each block is "
+                               "generated on its own). --resume onto an output without a journal (a "
+                               "run whose endpoint went down) skips the ids already in it instead.")
 @on_error_option()
 @quiet_option()
 @nertools_command(PROG)
 def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, examples_file, n_examples,
-         seed_specs, seed_files, paper_seeds, demonstration, keep_concept_concept, max_items, reparse, resume,
+         seed_specs, seed_files, paper_seeds, demonstration, keep_concept_concept, max_items, reparse,
          backend, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, base_url, api_key_file,
          concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured, price_prompt,
-         price_completion, batch_requests, batch_results, device, dtype, threads, on_error, quiet):
+         price_completion, batch_requests, batch_results, device, dtype, threads, resume, shard, block_records,
+         on_error, quiet):
     """Annotate JSONL records with an LLM and write them with spans.
 
     Each output record keeps every parsed item (with its status: placed, overlap, not_found,
@@ -163,8 +166,9 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
     only where their words occur in the text exactly (every occurrence); the rest are counted
     as not found (the hallucination rate, on stderr and in meta.annotate).
     """
-    from nertools.annotate.run import AppendWriter, annotate_stream, done_ids
-    from nertools.core.jsonl import RecordWriter, read_records
+    from nertools.annotate.run import AppendWriter, RunStats, annotate_stream, done_ids
+    from nertools.core.jsonl import read_records
+    from nertools.core.resume import PartialBlock, run_blocks
     from nertools.runtime.progress import log, progress
 
     def info(msg: str) -> None:
@@ -176,6 +180,22 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
         raise click.UsageError("give --prompt nuner|instructmine|labels or --prompt-file (or --reparse)")
     if resume and output == "-":
         raise click.UsageError("--resume needs -o FILE")
+    import os
+    import time
+
+    from nertools.core.resume import Journal, check_run, journal_path
+
+    # an output without a journal (a plain run whose endpoint went down): continue by ids
+    by_ids = resume and Journal.read(journal_path(output), cut=False) is None and os.path.exists(output) \
+        and os.path.getsize(output) > 0
+    if by_ids and shard != (0, 1):
+        raise click.UsageError(f"--shard with --resume needs the progress journal {journal_path(output)}; "
+                               f"{output} was written without one")
+    header = None if by_ids else check_run(output, command=PROG, input_path=input, block=block_records,
+                                          shard=shard, resume=resume,
+                                          options=run_options(neutral=("concurrency", "retries", "retry_wait",
+                                                                       "timeout", "cache_dir", "no_cache",
+                                                                       "price_prompt", "price_completion")))
     policy = ErrorPolicy(on_error)
     prompt_t = None
     engine = None
@@ -203,25 +223,34 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
             policy.report(PROG)
             return
 
-    skip = done_ids(output) if resume else set()
-    if skip:
-        info(f"resuming: {len(skip)} records already in {output}")
-    writer = AppendWriter(output) if resume else RecordWriter(output)
     bar = progress(unit="sent", desc=PROG)
-    stats = None
+    stats = RunStats()
+    t0 = time.perf_counter()
     try:
-        stats = annotate_stream(_records(input, policy, reparse), prompt_t, engine, writer.write,
-                                reparse=reparse, skip_ids=skip, drop_concept=not keep_concept_concept,
-                                max_items=max_items, bar=bar)
-    except BaseException:
-        bar.close()
-        if isinstance(writer, RecordWriter):
-            writer.abort()
+        if by_ids:
+            skip = done_ids(output)
+            info(f"resuming: {len(skip)} records already in {output} (no progress journal: by ids)")
+            with AppendWriter(output) as writer:
+                annotate_stream(_records(input, policy, reparse), prompt_t, engine, writer.write, reparse=reparse,
+                                skip_ids=skip, drop_concept=not keep_concept_concept, max_items=max_items, bar=bar,
+                                stats=stats)
         else:
-            writer.close()
-        raise
-    bar.close()
-    writer.close()  # every completed record is kept, also when the endpoint went down
+            def process(block, emit):
+                annotate_stream(block, prompt_t, engine, emit, reparse=reparse,
+                                drop_concept=not keep_concept_concept, max_items=max_items, bar=bar, stats=stats)
+                if stats.fatal:
+                    raise PartialBlock([], NertoolsError(_fatal_message(stats, output)))
+
+            try:
+                run_blocks(_records(input, policy, reparse), process, output=output, command=PROG,
+                           input_path=input, options=header and header["options"], block=block_records,
+                           shard=shard, resume=resume, header=header, info=info, push=True)
+            except NertoolsError:
+                if not stats.fatal:
+                    raise  # else: the summary first, then the error (below)
+    finally:
+        bar.close()
+        stats.seconds = time.perf_counter() - t0
     policy.report(PROG)
     click.echo(f"{PROG}: {stats.summary()}", err=True)
     if engine is not None:
@@ -233,9 +262,12 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
                 line += f"; cost {cost:.4f} at the given prices per 1k tokens"
             click.echo(line, err=True)
     if stats.fatal:
-        where = "" if output == "-" else f" in {output}"
-        raise NertoolsError(f"{stats.fatal} ({stats.records} records kept{where}; "
-                            f"rerun with --resume to continue)")
+        raise NertoolsError(_fatal_message(stats, output))
+
+
+def _fatal_message(stats, output) -> str:
+    where = "" if output == "-" else f" in {output}"
+    return f"{stats.fatal} ({stats.records} records kept{where}; rerun with --resume to continue)"
 
 
 def _records(path, policy, reparse):

@@ -254,3 +254,54 @@ def output_form_option(fn: Callable) -> Callable:
         help="How records are written: canonical (token objects with offsets: the interchange "
              "form) or compact (token strings, whitespace flags, spans by token index; about "
              "6x smaller and several times faster to read). Every command reads both.")(fn)
+#: Options that never change a command's output bytes, left out of a run's journal (a resumed
+#: run may change them): where the output goes, how it is shown, and the threads.
+RUN_NEUTRAL_OPTIONS = frozenset({"input", "output", "resume", "shard", "quiet", "progress", "threads"})
+
+
+def corpus_options(block_default: int, *, block_help: str | None = None) -> Callable:
+    """``--resume``, ``--shard I/N`` and ``--block-records N`` of the commands that do model
+    work over a corpus (nertools.core.resume, nertools.core.shard), in that order in --help."""
+
+    def shard_callback(ctx, param, value):
+        from nertools.core.shard import parse_shard
+        from nertools.errors import UsageError
+
+        try:
+            return parse_shard(value)
+        except UsageError as e:
+            raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
+
+    options = [
+        click.option("--resume", is_flag=True,
+                     help="Append to -o FILE in place with a progress journal FILE.progress; a killed run "
+                          "rerun with --resume continues at its first unfinished block, and the result is "
+                          "the same bytes as an uninterrupted run. Other inputs or options are refused."),
+        click.option("--shard", default=None, metavar="I/N", callback=shard_callback,
+                     help="Do only the blocks b with b mod N = I (counted from 0); -o FILE gets a journal "
+                          "FILE.progress, and ner-merge joins the N outputs into the unsharded run's bytes."),
+        click.option("--block-records", type=count_type(1), default=block_default, show_default=True,
+                     help=block_help or "Records per block, the unit of resume and sharding: each block is "
+                                        "scored on its own, so its output bytes do not depend on the rest."),
+    ]
+
+    def apply(fn: Callable) -> Callable:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def run_options(ctx: click.Context | None = None, *, neutral: tuple[str, ...] = ()) -> dict:
+    """The command's parameters that shape its output (for a run journal): every click parameter
+    but :data:`RUN_NEUTRAL_OPTIONS` and ``neutral``, as JSON values."""
+    ctx = ctx or click.get_current_context()
+    flags = {p.name: max((o for o in p.opts if o.startswith("--")), key=len, default=p.name)
+             for p in ctx.command.params}
+    out = {}
+    for key, value in sorted(ctx.params.items()):
+        if key in RUN_NEUTRAL_OPTIONS or key in neutral:
+            continue
+        out[flags.get(key, key).lstrip("-")] = list(value) if isinstance(value, tuple) else value
+    return out

