@@ -100,7 +100,7 @@ def test_merge_refuses_missing_doubled_unfinished_and_foreign_shards(data, tmp_p
     other = tmp_path / "other.jsonl"  # a shard of a run with other options
     assert invoke("ner-tag", *args, "--threshold", "0.9", "--shard", "1/3", "-o", str(other)).exit_code == 0
     assert "not a shard of the same run" in refused(parts[0], other, parts[2])
-    assert "--threshold 0.0 -> 0.9" in refused(parts[0], other, parts[2])
+    assert "--threshold (default) -> 0.9" in refused(parts[0], other, parts[2])
     four = tmp_path / "four.jsonl"
     assert invoke("ner-tag", *args, "--shard", "3/4", "-o", str(four)).exit_code == 0
     assert "3 shards -> 4 shards" in refused(parts[0], parts[1], parts[2], four)

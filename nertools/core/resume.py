@@ -218,7 +218,7 @@ def header_differences(old: dict, new: dict) -> list[str]:
 
 
 def _show(v: Any) -> str:
-    return orjson.dumps(v).decode()
+    return "(default)" if v is None else orjson.dumps(v).decode()
 
 
 @dataclass
