@@ -11,7 +11,8 @@ dropped, items and their statuses, the not-found (hallucination) rate, items per
 concepts (all items and placed items), the concept histogram head and tail, how many not-found
 items would be found ignoring case, how many items repeat the prompt's demonstration entities, and
 the per-source-data-set breakdown. --sample-out writes a random sample of placed items (TSV:
-id, entity, concept, sentence) to judge by hand.
+id, status, entity, concept, description, sentence) to judge by hand, filled up with other items
+when fewer items were placed.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-DEMO = {"steven means", "falcons", "2018"}
+DEMO = ("steven means", "falcon", "2018")  # the demonstration's entities (also misspelt "Falcones")
 
 
 def words(s: str) -> list[str]:
@@ -45,7 +46,7 @@ def main() -> None:
     concepts_all, concepts_placed = Counter(), Counter()
     per_set = defaultdict(Counter)
     ci_found = demo = 0
-    placed_items = []
+    placed_items, other_items = [], []
     sentences_with_placed = 0
     for ip in sorted(glob.glob(a.inputs)):
         key = Path(ip).name.split("-")[-1]
@@ -71,7 +72,7 @@ def main() -> None:
                 per_set[ds]["items"] += 1
                 per_set[ds][st] += 1
                 concepts_all[it["label"].strip().lower()] += 1
-                if it["text"].strip().lower() in DEMO:
+                if any(d in it["text"].lower() for d in DEMO):
                     demo += 1
                 if st == "not_found":
                     w = [x.lower() for x in words(it["text"])]
@@ -79,9 +80,12 @@ def main() -> None:
                         ci_found += 1
                 if st in ("placed", "overlap"):
                     concepts_placed[it["label"].strip().lower()] += 1
+                row = (r["id"], st, it["text"], it["label"], it.get("description", ""), r["text"])
                 if st == "placed":
                     any_placed = True
-                    placed_items.append((r["id"], it["text"], it["label"], it.get("description", ""), r["text"]))
+                    placed_items.append(row)
+                else:
+                    other_items.append(row)
             sentences_with_placed += any_placed
     items = sum(status.values())
     dropped = n_in - n_out
@@ -103,11 +107,13 @@ def main() -> None:
     if a.sample_out:
         rng = random.Random(a.sample_seed)
         sample = rng.sample(placed_items, min(a.sample, len(placed_items)))
+        if len(sample) < a.sample:  # too few placed items: fill with the others (statuses shown)
+            sample += rng.sample(other_items, min(a.sample - len(sample), len(other_items)))
         with open(a.sample_out, "w") as fh:
-            fh.write("id\tentity\tconcept\tdescription\tsentence\n")
+            fh.write("id\tstatus\tentity\tconcept\tdescription\tsentence\n")
             for row in sample:
                 fh.write("\t".join(x.replace("\t", " ") for x in row) + "\n")
-        print(f"sample of {len(sample)} placed items -> {a.sample_out}")
+        print(f"sample of {len(sample)} items ({sum(r[1] == 'placed' for r in sample)} placed) -> {a.sample_out}")
 
 
 if __name__ == "__main__":
