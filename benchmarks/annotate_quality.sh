@@ -2,7 +2,7 @@
 # ner-annotate quality (issue #11 table): InstructMine (the X-NER paper's seeds) and the labels prompt
 # (definitions + 3 gold train examples) on the first N dev sentences of conll2003 or wnut17, scored by
 # ner-eval (strict entity micro P/R/F1); the hallucination rate and sentences/s come from
-# ner-annotate's stderr summary (kept in OUT/*.log).
+# ner-annotate's stderr summary (kept in OUT/*.log); one table row per prompt (annotate_summary.py).
 #   benchmarks/annotate_quality.sh DATASET [N] [MODEL] [OUT]   (defaults: 100 smollm2-135m /tmp/annotate-DATASET)
 #   PROMPTS="instructmine labels" MAX_NEW_TOKENS_IM=96 MAX_NEW_TOKENS_LB=64 THREADS=1 BATCH_SIZE=8
 # Resumable: rerun the same command after a kill. Prints one summary line per prompt.
@@ -17,20 +17,9 @@ case $DS in
   wnut17) printf 'person\tthe name of a person (also a user name that names a person)\nlocation\tthe name of a place: a country, city, street, building or landmark\ncorporation\tthe name of a company or brand owner\ngroup\tthe name of a group: a team, band, party, organisation that is not a company\ncreative-work\tthe title of a song, film, book, show, game or hashtag naming one\nproduct\tthe name of a product: a device, software, car, food brand\n' > "$OUT/labels.tsv" ;;
   *) echo "annotate_quality.sh: no labels for $DS" >&2; exit 2 ;;
 esac
-summary() {  # prompt
-  local p=$1
-  ner-eval --gold "$OUT/gold.jsonl" --pred "$OUT/$p.jsonl" --missing empty --json -q > "$OUT/$p.eval.json"
-  python3 - "$OUT/$p.eval.json" "$OUT/$p.log" "$DS" "$N" "$MODEL" "$p" <<'PY'
-import json, re, sys
-ev = json.load(open(sys.argv[1])); log = open(sys.argv[2]).read().replace("\r", "\n")
-m = ev.get("micro") or ev.get("micro avg") or {}
-items = re.findall(r"records written; (\d+) items, (\d+) placed.*?(\d+) not found in the text", log)
-speed = re.findall(r"([\d.]+) sentences/s\)", log)
-print(f"{sys.argv[3]} N={sys.argv[4]} model={sys.argv[5]} prompt={sys.argv[6]}: "
-      f"P/R/F1 {100*m.get('precision',0):.1f}/{100*m.get('recall',0):.1f}/{100*m.get('f1',0):.1f} "
-      f"({m.get('correct')} correct of {m.get('predicted')} predicted, {m.get('support')} gold); "
-      f"items/placed/not-found per run {items}; sentences/s per run {speed}")
-PY
+summary() {  # prompt: one table row (benchmarks/annotate_summary.py)
+  ner-eval --gold "$OUT/gold.jsonl" --pred "$OUT/$1.jsonl" --missing empty --json -q > "$OUT/$1.eval.json"
+  python3 "$(dirname "$0")/annotate_summary.py" "$OUT/$1" | tail -n 1
 }
 for p in ${PROMPTS:-instructmine labels}; do
   if [ "$p" = instructmine ]; then
