@@ -4,7 +4,7 @@
 # | ner-pseudo --top-percent P, scored by ner-eval (strict; precision is the number that matters:
 # pseudo labels are a small confident subset by design).
 #   benchmarks/annotate_xner_pseudo.sh DATASET [N] [MODEL] [OUT]   (defaults: 100 smollm2-135m /tmp/xner-DATASET)
-#   TOP_PERCENTS="0.9 2" THREADS=1
+#   TOP_PERCENTS="0.9 2 5" THREADS=1
 # The scored candidates are kept (OUT/scored.jsonl): a rerun re-selects without the model.
 set -euo pipefail
 DS=$1; N=${2:-100}; MODEL=${3:-smollm2-135m}; OUT=${4:-/tmp/xner-$DS}
@@ -22,7 +22,7 @@ if [ ! -s "$OUT/scored.jsonl" ]; then
     | ner-divscore --model "$MODEL" --seeds "$OUT/seeds.tsv" --threads "${THREADS:-1}" -o "$OUT/scored.jsonl.part" 2> "$OUT/divscore.log"
   mv "$OUT/scored.jsonl.part" "$OUT/scored.jsonl"
 fi
-for p in ${TOP_PERCENTS:-0.9 2}; do
+for p in ${TOP_PERCENTS:-0.9 2 5}; do
   ner-pseudo --top-percent "$p" --all -q "$OUT/scored.jsonl" -o "$OUT/pseudo-$p.jsonl"
   ner-eval --gold "$OUT/gold.jsonl" --pred "$OUT/pseudo-$p.jsonl" --missing empty --json -q > "$OUT/pseudo-$p.eval.json"
   python3 - "$OUT/pseudo-$p.eval.json" "$DS" "$N" "$MODEL" "$p" <<'PY'
