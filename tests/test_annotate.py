@@ -392,3 +392,34 @@ def test_smollm2_end_to_end(smollm2):
     items = [i for o in out for i in o["annotation"]["items"]]
     assert any(i["status"] == "not_found" for i in items)  # the model invents entities: counted
     assert stats.not_found >= 1 and 0 < stats.hallucination_rate < 1
+
+
+def test_an_answer_cut_by_the_length_limit_loses_its_cut_last_line():
+    # SmolLM2-135M on a CoNLL train sentence, stopped at --max-new-tokens 64: the last line was
+    # read as the item (Shaun Pollock, "England player <") before.
+    text = "South African all-rounder Shaun Pollock , forced to cut short his season with Warwickshire"
+    answer = ("Shaun Pollock <> England player <> professional athlete\n"
+              "Warwickshire <> England team <> professional sports team\n"
+              "Shaun Pollock <> England player <")
+    cut, _ = parse_answer(answer, "nuner", sentence=text, truncated=True)
+    assert [(i["text"], i["label"]) for i in cut] == [("Shaun Pollock", "England player"),
+                                                       ("Warwickshire", "England team")]
+    whole, _ = parse_answer(answer, "nuner", sentence=text)  # a complete answer keeps every line
+    assert ("Shaun Pollock", "England player <") in [(i["text"], i["label"]) for i in whole]
+    # LABEL: lines: the cut entity "Warw" is not read; a single cut line gives nothing
+    lab, _ = parse_answer("PER: Shaun Pollock\nORG: Warw", "labels", sentence=text, labels=["PER", "ORG"],
+                          truncated=True)
+    assert [(i["text"], i["label"]) for i in lab] == [("Shaun Pollock", "PER")]
+    assert parse_answer("PER: Shaun Poll", "labels", sentence=text, labels=["PER"], truncated=True)[0] == []
+    # brackets need their closing parenthesis: complete markup in a cut answer still counts
+    br, _ = parse_answer("[Shaun Pollock](PER) forced to cut short his season with [Warwick", "brackets",
+                         sentence=text, truncated=True)
+    assert [(i["text"], i["label"]) for i in br] == [("Shaun Pollock", "PER")]
+    br, fmt = parse_answer("[Shaun Pollock](PER) forced to cut [Warwick", "auto", sentence=text, truncated=True)
+    assert fmt == "brackets" and [i["text"] for i in br] == ["Shaun Pollock"]
+    # annotate_record passes the finish reason on, and --reparse (stored finish_reason) agrees
+    out = annotate_record(rec(text), answer, P.nuner_prompt().identity(), backend="local", model="m",
+                          finish_reason="length")
+    assert [i["label"] for i in out["annotation"]["items"]] == ["England player", "England team"]
+    assert out["annotation"]["completion"] == answer  # the raw answer is kept whole
+    assert [i["label"] for i in reparse_record(out)["annotation"]["items"]] == ["England player", "England team"]

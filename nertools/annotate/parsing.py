@@ -21,7 +21,8 @@ Robustness to small models: duplicated lines/items are dropped (first kept), a l
 echoes the input sentence is ignored, NuNER lines with two fields (no description) are
 accepted, lines that do not parse are skipped, reading stops where the model starts a new
 input of its own after its answer (a ``Text:``/``Input:``/``Sentence:`` line, or the prompt
-again), and at most ``max_items`` items are read.
+again), at most ``max_items`` items are read, and the last line of an answer stopped by the
+length limit (cut mid-line) is not read as a line item.
 """
 
 from __future__ import annotations
@@ -144,13 +145,29 @@ def parse_json_items(answer: str, max_items: int = DEFAULT_MAX_ITEMS) -> list[di
     return _dedupe(items, max_items)
 
 
+def cut_truncated_line(answer: str) -> str:
+    """``answer`` without its last line: an answer stopped by the length limit ends in a line
+    that was cut (``Shaun Pollock <> England player <``), whose fields cannot be trusted."""
+    return answer.rsplit("\n", 1)[0] if "\n" in answer else ""
+
+
 def parse_answer(answer: str, parser: str, *, sentence: str = "", labels: Sequence[str] | None = None,
-                 max_items: int = DEFAULT_MAX_ITEMS) -> tuple[list[dict], str]:
+                 max_items: int = DEFAULT_MAX_ITEMS, truncated: bool = False) -> tuple[list[dict], str]:
     """``(items, format read)``. A JSON answer (structured output) is read as JSON; otherwise the
-    parser's text format; ``auto`` tries brackets, then ``<>`` lines, then ``LABEL:`` lines."""
+    parser's text format; ``auto`` tries brackets, then ``<>`` lines, then ``LABEL:`` lines.
+
+    ``truncated``: the answer was stopped by the length limit (``finish_reason`` "length"); its
+    last line is cut before line formats (``<>`` and ``LABEL:`` lines) are read. Bracket markup
+    needs its closing ``)`` and is read from the whole answer."""
     js = parse_json_items(answer, max_items)
     if js is not None:
         return js, "json"
+    if truncated and parser != "brackets":
+        whole, answer = answer, cut_truncated_line(answer)
+        if parser == "auto":
+            items = parse_brackets(whole, sentence, max_items)
+            if items:
+                return items, "brackets"
     if parser == "nuner":
         return parse_nuner(answer, sentence, max_items), "nuner"
     if parser == "brackets":

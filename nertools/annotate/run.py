@@ -69,7 +69,7 @@ def annotate_record(record: dict, answer: str, prompt_id: dict, *, backend: str,
                     finish_reason: str | None = None, max_items: int = DEFAULT_MAX_ITEMS) -> dict:
     """The annotated copy of ``record`` for a raw ``answer``."""
     items, fmt = parse_answer(answer, prompt_id["parser"], sentence=record["text"], labels=prompt_id.get("labels"),
-                              max_items=max_items)
+                              max_items=max_items, truncated=finish_reason == "length")
     spans = place_items(items, record, labels=prompt_id.get("labels"))
     out = dict(record)
     out["spans"] = spans
