@@ -229,6 +229,7 @@ CASES = [
                                                              str(d / "idx"), "--max-length", "32", "-q", *CPU],
          "records", output=False),
     Case("ner-annotate", "INPUT", lambda i, p, d: ["--reparse", *CPU, p], "annotated", stdin=True),
+    Case("ner-sample", "INPUT", lambda i, p, d: ["--k", "1", "--allow-shortfall", p], "train", stdin=True),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
 ]

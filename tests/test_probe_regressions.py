@@ -558,6 +558,7 @@ HEAD_RUNS = {
     "ner-tag": ["--model", "{tagger}", "--threads", "1", *CPU, "{big}"],
     "ner-dictmatch": ["--dict", "{dict}", "{big}"],
     "ner-annotate": ["--reparse", "{ann}"],
+    "ner-sample": ["--k", "100000", "--allow-shortfall", "-q", "{spanned}"],
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
@@ -596,11 +597,15 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
     lines = inputs.annotated.read_text().splitlines()
     ann.write_text("".join(json.dumps({**json.loads(lines[i % len(lines)]), "id": f"a{i}"}) + "\n"
                            for i in range(3000)))
+    spanned = tmp_path / "spanned.jsonl"
+    lines = inputs.train.read_text().splitlines()
+    spanned.write_text("".join(json.dumps({**json.loads(lines[i % len(lines)]), "id": f"t{i}"}) + "\n"
+                               for i in range(3000)))
     gz, conll = tmp_path / "big.jsonl.gz", tmp_path / "big.conll"
     gz.write_bytes(_gz(big.read_bytes()))
     conll.write_text("Paris\tB-LOC\nis\tO\n\n" * 5000)
     fmt = dict(big=big, cand=cand, scored=scored, model=inputs.model, tagger=inputs.tagger, dict=inputs.dict_tsv,
-               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann)
+               index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann, spanned=spanned)
     commands = {name: shlex.join([*name.split(), *(a.format(**fmt) for a in args)]) for name, args in HEAD_RUNS.items()}
     commands.update({name: cmd.format(**fmt) for name, cmd in HEAD_VARIANTS.items()})
     procs = {}
