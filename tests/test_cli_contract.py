@@ -230,6 +230,12 @@ CASES = [
          "records", output=False),
     Case("ner-annotate", "INPUT", lambda i, p, d: ["--reparse", *CPU, p], "annotated", stdin=True),
     Case("ner-sample", "INPUT", lambda i, p, d: ["--k", "1", "--allow-shortfall", p], "train", stdin=True),
+    Case("ner-biencoder train", "--train", lambda i, p, d: ["--objective", "labels", "--train", p, "--dev", str(i.train),
+                                                            "--model", str(i.model), "--out", str(d / "bienc"), *CPU],
+         "train", output=False, run_good=False),
+    Case("ner-biencoder train", "--dev", lambda i, p, d: ["--objective", "labels", "--train", str(i.train), "--dev", p,
+                                                          "--model", str(i.model), "--out", str(d / "bienc"), *CPU],
+         "train", output=False, run_good=False),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
 ]
