@@ -194,7 +194,14 @@ def main() -> None:
     ap.add_argument("--eval-size", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "litset.png")
+    ap.add_argument("--from-results", type=Path, default=None, metavar="JSON",
+                    help="only print the tables and draw the plot of an earlier (possibly partial) results.json")
     args = ap.parse_args()
+    if args.from_results:
+        saved = json.loads(args.from_results.read_text())
+        report(saved["rows"], args.plot)
+        print("\n" + json.dumps(saved["info"]))
+        return
 
     import torch
 
@@ -256,11 +263,16 @@ def main() -> None:
                                  "shortfall": s.shortfall, "train_seconds": round(secs, 1), **sc})
                     log(f"run {r} k={k} {h} {m}: {sc} ({len(s.selected)} sentences, {secs:.0f} s)")
                     save()
+    report(rows, args.plot)
+
+
+def report(rows, plot_path: Path, models=("desc", "names", "plain")) -> None:
+    models = list(models)
     print("entity micro F1 (%), mean ± std (runs)\n")
     print(markdown(rows, "entity_f1", models))
     print("\ntoken micro F1 (%, LITSET's code metric), mean ± std (runs)\n")
     print(markdown(rows, "token_micro_f1", models))
-    plot(rows, "entity_f1", models, args.plot, "LITSET-style label interpretation, MiniLM bi-encoder")
+    plot(rows, "entity_f1", models, plot_path, "LITSET-style label interpretation, MiniLM bi-encoder")
 
 
 if __name__ == "__main__":

@@ -254,7 +254,13 @@ def main() -> None:
     ap.add_argument("--eval-size", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "nuner_probe.png")
+    ap.add_argument("--from-results", type=Path, default=None, metavar="JSON",
+                    help="only print the tables and draw the plot of an earlier (possibly partial) results.json")
     args = ap.parse_args()
+    if args.from_results:
+        saved = json.loads(args.from_results.read_text())
+        report(saved["rows"], args.plot, saved["info"])
+        return
 
     import torch
 
@@ -284,12 +290,18 @@ def main() -> None:
             rows.append({"model": name, **row})
         log(f"{name}: {time.time() - t:.0f} s")
         results.write_text(json.dumps({"info": info, "models": models, "rows": rows}, indent=1))
-    print(f"token macro F1 (%), mean ± std over {args.runs} support sets per k; 'mean' = mean of the datasets\n")
+    report(rows, args.plot, info)
+
+
+def report(rows: list[dict], plot_path: Path, info: dict) -> None:
+    runs = len({r["run"] for r in rows})
+    print(f"token macro F1 (%), mean ± std over {runs} support sets per k; 'mean' = mean of the datasets\n")
     print(markdown(rows, "token_macro_f1"))
     print("\nentity micro F1 (%), IO spans\n")
     print(markdown(rows, "entity_f1"))
-    plot(rows, "token_macro_f1", args.plot,
-         f"NuNER protocol A (frozen MiniLM + linear probe), {args.runs} support sets per k")
+    print("\n" + json.dumps(info))
+    plot(rows, "token_macro_f1", plot_path,
+         f"NuNER protocol A (frozen MiniLM + linear probe), {runs} support sets per k")
 
 
 if __name__ == "__main__":
