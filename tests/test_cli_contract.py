@@ -237,6 +237,7 @@ CASES = [
                                                              str(d / "idx"), "--max-length", "32", "-q", *CPU],
          "records", output=False),
     Case("ner-annotate", "INPUT", lambda i, p, d: ["--reparse", *CPU, p], "annotated", stdin=True),
+    Case("ner-sample", "INPUT", lambda i, p, d: ["--k", "1", "--allow-shortfall", p], "train", stdin=True),
     Case("ner-biencoder train", "--train", lambda i, p, d: ["--objective", "labels", "--train", p, "--dev", str(i.train),
                                                             "--model", str(i.model), "--out", str(d / "bienc"), *CPU],
          "train", output=False, run_good=False),

@@ -29,6 +29,7 @@ ALLOWED = {
     "tagging": {"core", "errors", "runtime", "training", "evaluation"},
     "annotate": {"core", "errors", "runtime", "llm", "xner"},
     "biencoder": {"core", "errors", "runtime", "training", "evaluation", "tagging"},
+    "fewshot": {"core", "errors", "runtime", "training", "evaluation", "tagging"},
     "align": {"core", "errors", "runtime", "llm", "training", "evaluation", "tagging"},
     "cli": None,  # the command layer may import anything
 }

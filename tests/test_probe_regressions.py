@@ -563,6 +563,7 @@ HEAD_RUNS = {
     "ner-align names": ["--source-labels", "conll", "--target-labels", "person,city", "--model", "{model}", *CPU],
     "ner-align choose": ["--table", "{align_table}", "--direct", "{big}"],
     "ner-merge": ["{shard}"],
+    "ner-sample": ["--k", "100000", "--allow-shortfall", "-q", "{spanned}"],
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
@@ -601,6 +602,10 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
     lines = inputs.annotated.read_text().splitlines()
     ann.write_text("".join(json.dumps({**json.loads(lines[i % len(lines)]), "id": f"a{i}"}) + "\n"
                            for i in range(3000)))
+    spanned = tmp_path / "spanned.jsonl"
+    lines = inputs.train.read_text().splitlines()
+    spanned.write_text("".join(json.dumps({**json.loads(lines[i % len(lines)]), "id": f"t{i}"}) + "\n"
+                               for i in range(3000)))
     gz, conll = tmp_path / "big.jsonl.gz", tmp_path / "big.conll"
     gz.write_bytes(_gz(big.read_bytes()))
     conll.write_text("Paris\tB-LOC\nis\tO\n\n" * 5000)
@@ -609,7 +614,7 @@ def test_head_ends_quietly_for_every_streaming_command(inputs, tmp_path):
     as_shard(str(shard))
     fmt = dict(big=big, cand=cand, scored=scored, model=inputs.model, tagger=inputs.tagger, dict=inputs.dict_tsv,
                index=inputs.index, tmp=tmp_path, gz=gz, conll=conll, ann=ann, align_table=inputs.align_table,
-               shard=shard)
+               shard=shard, spanned=spanned)
     commands = {name: shlex.join([*name.split(), *(a.format(**fmt) for a in args)]) for name, args in HEAD_RUNS.items()}
     commands.update({name: cmd.format(**fmt) for name, cmd in HEAD_VARIANTS.items()})
     procs = {}

@@ -22,6 +22,9 @@ Examples:
   # continue an interrupted run (safe to pass always)
   ner-selftrain --train pseudo.jsonl --dev dev.jsonl --model roberta-large --out tagger --resume
   ner-tag --model tagger corpus.jsonl
+  # NuNER's frozen-encoder linear probe on a 4~8-shot support set (ner-sample)
+  ner-sample --k 4 --seed 0 train.jsonl -o support.jsonl
+  ner-selftrain --linear-probe --train support.jsonl --dev dev.jsonl --model all-minilm-l6-v2 --out probe
 """
 
 
@@ -73,9 +76,13 @@ def main(train_path, dev_path, out, threads, resume, on_error, **knobs):
     train_records = list(read_records(train_path, policy=policy))
     dev_records = list(read_records(dev_path, policy=policy))
     set_threads(threads)
-    meta = train_tagger(TrainArgs(**knobs), train_records, dev_records, out, train_path=train_path,
+    args = TrainArgs(**knobs)
+    if args.linear_probe:
+        from nertools.fewshot.probe import train_probe_tagger as train_tagger  # noqa: F811
+    meta = train_tagger(args, train_records, dev_records, out, train_path=train_path,
                         dev_path=dev_path, resume=resume)
     policy.report("ner-selftrain")
     m = meta["dev_metrics"]
     click.echo(f"ner-selftrain: wrote {out}: dev F1 {m['f1']:.2f} (P {m['precision']:.2f} "
-               f"R {m['recall']:.2f}) at step {meta['best_step']}", err=True)
+               f"R {m['recall']:.2f}) at step {meta['best_step']}"
+               + (f", token macro F1 {m['token_macro_f1']:.2f}" if "token_macro_f1" in m else ""), err=True)

@@ -70,9 +70,14 @@ class TrainArgs:
     model: str = field(metadata={"cli": False})   # ner-selftrain --model (shared option)
     self_train: bool = _knob(False, "BOND: stage I on the labels for T_early steps, then "
                                     "teacher/student self-training on soft labels.")
+    linear_probe: bool = _knob(False, "NuNER's frozen-encoder probe (protocol A): the encoder stays "
+                                       "frozen and one linear layer over its final-layer word vectors "
+                                       "learns IO classes (types + None), full-batch Adam for --max-steps "
+                                       "steps [default 200] at --lr [default 1e-3]; dev is scored, not used "
+                                       "for selection. The other optimiser knobs do not apply.")
     seed: int = _knob(42, "Seeds the model's new head and the data order.", min=0, max=2**32 - 1)
-    lr: float | None = _knob(None, "Peak learning rate [default: 1e-5 with --self-train (BOND), else 5e-5].",
-                             min=0, min_open=True)
+    lr: float | None = _knob(None, "Peak learning rate [default: 1e-5 with --self-train (BOND), 1e-3 with "
+                                   "--linear-probe, else 5e-5].", min=0, min_open=True)
     batch_size: int = _knob(16, min=1)
     grad_accum: int = _knob(1, "Micro-batches per optimiser step.", min=1)
     epochs: float = _knob(3.0, min=0, min_open=True)
@@ -130,6 +135,8 @@ class TrainArgs:
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
+        if self.linear_probe:
+            return 1e-3
         return bond.BOND_LR if self.self_train else 5e-5
 
     def trainer_config(self) -> TrainerConfig:
