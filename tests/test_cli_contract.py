@@ -229,6 +229,11 @@ CASES = [
                                                              str(d / "idx"), "--max-length", "32", "-q", *CPU],
          "records", output=False),
     Case("ner-annotate", "INPUT", lambda i, p, d: ["--reparse", *CPU, p], "annotated", stdin=True),
+    Case("ner-align train", "--train", lambda i, p, d: ["--mode", "classifier", "--ori", "--source-model",
+                                                        str(i.tagger), "--train", p, "--dev", str(i.train),
+                                                        "--out", str(d / "model"), *CPU], "train",
+         output=False, run_good=False),
+    Case("ner-align predict", "INPUT", lambda i, p, d: ["--model", str(i.tagger), *CPU, p], "records", stdin=True),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
 ]

@@ -558,6 +558,7 @@ HEAD_RUNS = {
     "ner-tag": ["--model", "{tagger}", "--threads", "1", *CPU, "{big}"],
     "ner-dictmatch": ["--dict", "{dict}", "{big}"],
     "ner-annotate": ["--reparse", "{ann}"],
+    "ner-align predict": ["--model", "{tagger}", "--threads", "1", *CPU, "{big}"],
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
@@ -574,7 +575,7 @@ HEAD_VARIANTS = {
     "eval-table": "ner-eval -g {big} -p {big}",
 }
 #: Commands whose only output is a directory (nothing on stdout to close early).
-NO_STDOUT = {"ner-selftrain", "ner-retrieve index"}
+NO_STDOUT = {"ner-selftrain", "ner-retrieve index", "ner-align train"}
 
 
 def test_every_command_is_in_the_head_table():

@@ -1,0 +1,171 @@
+"""LAR label-alignment ablation for token classifiers: head initialised from the aligned source
+rows (LA) against the same source backbone with a fresh head (Ori).
+
+Source: a MiniLM tagger trained by ner-selftrain on CoNLL-2003 train (a sample; see the README).
+Targets:
+* MIT Restaurant, 1% and 5% of train (77 / 383 sentences, counted on the full 7,660), sampled
+  from train minus its last 1,000 sentences, which are the evaluation set and never sampled;
+  model selection on 150 further pool sentences disjoint from the sample; one sample per seed.
+* CrossNER domains: their train set; dev split into a selection part (first 100 sentences)
+  and a report part (the rest), so the reported numbers are not the ones selected on.
+
+The alignment table is built from the source tagger's predictions on the *training* sample
+(exact-span votes, overlap votes at weight 0.5 when a type has no exact vote, no vote -> MISC;
+ties -> more total votes, then alphabetical): the rule of methods-spec §4.4 (a stand-in
+until the ``ner-align table`` library function is merged; the same rule).
+
+Both arms use identical hyper-parameters and seeds; entity micro F1 (strict) on the report
+set; mean ± std over seeds.
+
+    PYTHONPATH=. nice -n 10 python benchmarks/lar_reassign.py --source-model SRC --work DIR \\
+        --threads 1 > results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def read(path):
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def build_table(gold_records, pred_records, source_labels, misc="MISC"):
+    exact = defaultdict(Counter)
+    overlap = defaultdict(Counter)
+    targets = sorted({s["label"] for r in gold_records for s in r["spans"]})
+    for g, p in zip(gold_records, pred_records):
+        preds = [(s["token_start"], s["token_end"], s["label"]) for s in p["spans"]]
+        for s in g["spans"]:
+            a, b, t = s["token_start"], s["token_end"], s["label"]
+            for pa, pb, pl in preds:
+                if (pa, pb) == (a, b):
+                    exact[t][pl] += 1
+                elif pa <= b and a <= pb:
+                    overlap[t][pl] += 0.5
+    total = Counter()
+    for t in targets:
+        total.update(exact[t])
+    assign, votes = {}, {}
+    for t in targets:
+        v = exact[t] if exact[t] else overlap[t]
+        votes[t] = dict(v)
+        if not v:
+            assign[t] = misc
+            continue
+        best = max(v.values())
+        tied = sorted((s for s in v if v[s] == best), key=lambda s: (-total[s], s))
+        assign[t] = tied[0]
+    cand = defaultdict(list)
+    for t in targets:
+        cand[assign[t]].append(t)
+    return {"format": "nertools-align-table", "version": 1, "method": "benchmark-stand-in",
+            "source_labels": list(source_labels), "target_labels": targets, "misc": misc,
+            "assign": assign, "candidates": dict(cand), "votes": votes, "overrides": {}}
+
+
+def f1_on(model_dir, records):
+    from nertools.tagging.tagger import Tagger
+    from nertools.tagging.train import span_metrics
+
+    tagger = Tagger.load(model_dir, device="cpu")
+    pred = [r["spans"] for r in tagger.tag([dict(r) for r in records])]
+    return span_metrics(records, pred)
+
+
+def one_run(name, arm, seed, train, dev, report, table, src, work, epochs, lr):
+    from nertools.align.reassign import train_classifier
+    from nertools.tagging.train import TrainArgs
+
+    out = work / f"{name}-{arm}-s{seed}"
+    args = TrainArgs(model=str(src), seed=seed, lr=lr, batch_size=16, epochs=epochs, patience=3,
+                     max_length=128, device="cpu")
+    t0 = time.time()
+    meta = train_classifier(args, src, train, dev, out, table=table, ori=(arm == "ori"),
+                            log=lambda m: print(f"  [{name} {arm} s{seed}] {m}", file=sys.stderr, flush=True))
+    m = f1_on(out, report)
+    row = {"setting": name, "arm": arm, "seed": seed, "train": len(train), "dev": len(dev), "report": len(report),
+           "dev_f1": meta["dev_metrics"]["f1"], "f1": m["f1"], "precision": m["precision"],
+           "recall": m["recall"], "best_step": meta["best_step"], "seconds": round(time.time() - t0, 1),
+           "per_label": {k: v["f1"] for k, v in m["per_label"].items()}}
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source-model", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--crossner", default="politics,music")
+    ap.add_argument("--crossner-seeds", default="1,2")
+    ap.add_argument("--fractions", default="0.01,0.05")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from nertools.tagging.tagger import Tagger
+
+    src = Path(args.source_model)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    source_labels = Tagger.load(src, device="cpu").scheme.labels
+    source = Tagger.load(src, device="cpu")
+    rows, tables = [], {}
+
+    def table_for(key, train):
+        pred = list(source.tag([dict(r) for r in train]))
+        t = build_table(train, pred, source_labels)
+        tables[key] = t
+        print(f"table {key}: {json.dumps(t['assign'])}", file=sys.stderr, flush=True)
+        return t
+
+    rest = read(DATA / "mit_restaurant" / "train.jsonl")
+    n_total = len(rest)
+    pool, held = rest[:-1000], rest[-1000:]
+    for frac in [float(x) for x in args.fractions.split(",") if x]:
+        n = round(frac * n_total)
+        for seed in [int(s) for s in args.seeds.split(",") if s]:
+            idx = list(range(len(pool)))
+            random.Random(1000 * seed + n).shuffle(idx)
+            train = [pool[i] for i in idx[:n]]
+            dev = [pool[i] for i in idx[n:n + 150]]
+            name = f"restaurant-{frac:g}"
+            table = table_for(f"{name}-s{seed}", train)
+            epochs = 20 if n < 200 else 10
+            for arm in ("la", "ori"):
+                rows.append(one_run(name, arm, seed, train, dev, held, table, src, work, epochs, 1e-4))
+    for dom in [d for d in args.crossner.split(",") if d]:
+        train = read(DATA / f"crossner_{dom}" / "train.jsonl")
+        dv = read(DATA / f"crossner_{dom}" / "dev.jsonl")
+        sel, report = dv[:100], dv[100:]
+        table = table_for(dom, train)
+        for seed in [int(s) for s in args.crossner_seeds.split(",") if s]:
+            for arm in ("la", "ori"):
+                rows.append(one_run(f"crossner-{dom}", arm, seed, train, sel, report, table, src, work, 15, 1e-4))
+
+    summary = {}
+    for key in sorted({(r["setting"], r["arm"]) for r in rows}):
+        f = [r["f1"] for r in rows if (r["setting"], r["arm"]) == key]
+        summary[f"{key[0]} {key[1]}"] = {"mean": round(statistics.mean(f), 2),
+                                          "std": round(statistics.stdev(f), 2) if len(f) > 1 else 0.0, "runs": len(f)}
+    print(json.dumps({"summary": summary, "tables": tables, "runs": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
