@@ -283,10 +283,31 @@ def load_causal_lm(name: str):
             raise NertoolsError(f"cannot train {name!r}: its de-quantised copy could not be cached "
                                 "(is NERTOOLS_MODEL_CACHE=0 set?); give a Hugging Face folder instead")
         model, tokenizer = load_pretrained(src, CAUSAL, dtype=torch.float32)
+    model = _plain_copy(model)
     prepare_tokenizer(tokenizer)
     if tokenizer.eos_token_id is None:
         raise NertoolsError(f"{name}: the tokenizer has no end-of-sequence token; a generator needs one")
     return model, tokenizer
+
+
+def _plain_copy(model):
+    """``model`` as an ordinary (saveable) float32 model: the de-quantised GGUF cache keeps a
+    ``quantization_config`` of method gguf in its config.json, and transformers then refuses
+    ``save_pretrained``; the weights are copied into a model built from the config without it."""
+    import copy
+
+    import torch
+
+    if getattr(model, "hf_quantizer", None) is None and not getattr(model.config, "quantization_config", None):
+        return model
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.dtype = torch.float32
+    fresh = type(model)(config)
+    fresh.load_state_dict({k: v.detach().to(torch.float32) for k, v in model.state_dict().items()})
+    fresh.tie_weights()
+    return fresh
 
 
 def train_generative(args: GenArgs, lin: Linearizer, train_records: Sequence[dict], dev_records: Sequence[dict],
