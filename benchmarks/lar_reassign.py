@@ -5,7 +5,7 @@ Source: a MiniLM tagger trained by ner-selftrain on CoNLL-2003 train (a sample; 
 Targets:
 * MIT Restaurant, 1% and 5% of train (77 / 383 sentences, counted on the full 7,660), sampled
   from train minus its last 1,000 sentences, which are the evaluation set and never sampled;
-  model selection on 150 further pool sentences disjoint from the sample; one sample per seed.
+  model selection on 100 further pool sentences disjoint from the sample; one sample per seed.
 * CrossNER domains: their train set; dev split into a selection part (first 100 sentences)
   and a report part (the rest), so the reported numbers are not the ones selected on.
 
@@ -114,6 +114,11 @@ def main():
     ap.add_argument("--crossner", default="politics,music")
     ap.add_argument("--crossner-seeds", default="1,2")
     ap.add_argument("--fractions", default="0.01,0.05")
+    ap.add_argument("--dev-size", type=int, default=100, help="restaurant selection sentences")
+    ap.add_argument("--epochs-small", type=float, default=8, help="restaurant 1%% epochs")
+    ap.add_argument("--epochs-large", type=float, default=4, help="restaurant 5%% epochs")
+    ap.add_argument("--epochs-crossner", type=float, default=8)
+    ap.add_argument("--lr", type=float, default=1e-4)
     args = ap.parse_args()
 
     import torch
@@ -124,8 +129,8 @@ def main():
     src = Path(args.source_model)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    source_labels = Tagger.load(src, device="cpu").scheme.labels
     source = Tagger.load(src, device="cpu")
+    source_labels = source.scheme.labels
     rows, tables = [], {}
 
     def table_for(key, train):
@@ -138,18 +143,19 @@ def main():
     rest = read(DATA / "mit_restaurant" / "train.jsonl")
     n_total = len(rest)
     pool, held = rest[:-1000], rest[-1000:]
-    for frac in [float(x) for x in args.fractions.split(",") if x]:
-        n = round(frac * n_total)
-        for seed in [int(s) for s in args.seeds.split(",") if s]:
+    fractions = [float(x) for x in args.fractions.split(",") if x]
+    for seed in [int(s) for s in args.seeds.split(",") if s] if fractions else []:
+        for frac in fractions:
+            n = round(frac * n_total)
             idx = list(range(len(pool)))
             random.Random(1000 * seed + n).shuffle(idx)
             train = [pool[i] for i in idx[:n]]
-            dev = [pool[i] for i in idx[n:n + 150]]
+            dev = [pool[i] for i in idx[n:n + args.dev_size]]
             name = f"restaurant-{frac:g}"
             table = table_for(f"{name}-s{seed}", train)
-            epochs = 20 if n < 200 else 10
+            epochs = args.epochs_small if n < 200 else args.epochs_large
             for arm in ("la", "ori"):
-                rows.append(one_run(name, arm, seed, train, dev, held, table, src, work, epochs, 1e-4))
+                rows.append(one_run(name, arm, seed, train, dev, held, table, src, work, epochs, args.lr))
     for dom in [d for d in args.crossner.split(",") if d]:
         train = read(DATA / f"crossner_{dom}" / "train.jsonl")
         dv = read(DATA / f"crossner_{dom}" / "dev.jsonl")
@@ -157,7 +163,8 @@ def main():
         table = table_for(dom, train)
         for seed in [int(s) for s in args.crossner_seeds.split(",") if s]:
             for arm in ("la", "ori"):
-                rows.append(one_run(f"crossner-{dom}", arm, seed, train, sel, report, table, src, work, 15, 1e-4))
+                rows.append(one_run(f"crossner-{dom}", arm, seed, train, sel, report, table, src, work,
+                                    args.epochs_crossner, args.lr))
 
     summary = {}
     for key in sorted({(r["setting"], r["arm"]) for r in rows}):
