@@ -18,7 +18,8 @@ Both arms use identical hyper-parameters and seeds; entity micro F1 (strict) on 
 set; mean ± std over seeds.
 
     PYTHONPATH=. nice -n 10 python benchmarks/lar_reassign.py --source-model SRC --work DIR \\
-        --threads 1 > results.json
+        --threads 1 > results.json 2> runs.log
+    python benchmarks/lar_reassign.py --summarize runs.log [more.log ...]   # the README table
 """
 
 from __future__ import annotations
@@ -105,7 +106,42 @@ def one_run(name, arm, seed, train, dev, report, table, src, work, epochs, lr):
     return row
 
 
+def summarize(paths):
+    """The README table from the per-run JSON lines several (parallel) runs wrote to stderr."""
+    import os
+
+    seen = {}
+    for f in [f for f in paths if os.path.exists(f)]:
+        for line in open(f, encoding="utf-8"):
+            if line.startswith('{"setting"'):
+                r = json.loads(line)
+                seen[(r["setting"], r["arm"], r["seed"])] = r
+    rows = list(seen.values())
+    print("| setting | runs (LA/Ori) | LA F1 mean ± std | Ori F1 mean ± std | LA − Ori (paired) |")
+    print("|---|---|---|---|---|")
+    for name in sorted({r["setting"] for r in rows}):
+        la = {r["seed"]: r["f1"] for r in rows if r["setting"] == name and r["arm"] == "la"}
+        ori = {r["seed"]: r["f1"] for r in rows if r["setting"] == name and r["arm"] == "ori"}
+
+        def ms(d):
+            v = list(d.values())
+            if not v:
+                return "–"
+            return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+
+        both = sorted(set(la) & set(ori))
+        diff = [la[k] - ori[k] for k in both]
+        d = (f"{statistics.mean(diff):+.2f} (per seed {', '.join(f'{x:+.1f}' for x in diff)})" if diff else "–")
+        print(f"| {name} | {len(la)}/{len(ori)} | {ms(la)} | {ms(ori)} | {d} |")
+    print()
+    for r in sorted(rows, key=lambda r: (r["setting"], r["seed"], r["arm"])):
+        print(r["setting"], r["arm"], f"seed {r['seed']}", f"F1 {r['f1']}", f"P {r['precision']}",
+              f"R {r['recall']}", f"dev {r['dev_f1']}", f"best_step {r['best_step']}", f"{r['seconds']}s")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--summarize":
+        return summarize(sys.argv[2:])
     ap = argparse.ArgumentParser()
     ap.add_argument("--source-model", required=True)
     ap.add_argument("--work", required=True)
