@@ -155,6 +155,7 @@ def main():
     ap.add_argument("--epochs-large", type=float, default=4, help="restaurant 5%% epochs")
     ap.add_argument("--epochs-crossner", type=float, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--arms", default="la,ori", help="run only these arms (to run them in parallel processes)")
     args = ap.parse_args()
 
     import torch
@@ -190,7 +191,7 @@ def main():
             name = f"restaurant-{frac:g}"
             table = table_for(f"{name}-s{seed}", train)
             epochs = args.epochs_small if n < 200 else args.epochs_large
-            for arm in ("la", "ori"):
+            for arm in args.arms.split(","):
                 rows.append(one_run(name, arm, seed, train, dev, held, table, src, work, epochs, args.lr))
     for dom in [d for d in args.crossner.split(",") if d]:
         train = read(DATA / f"crossner_{dom}" / "train.jsonl")
@@ -198,7 +199,7 @@ def main():
         sel, report = dv[:100], dv[100:]
         table = table_for(dom, train)
         for seed in [int(s) for s in args.crossner_seeds.split(",") if s]:
-            for arm in ("la", "ori"):
+            for arm in args.arms.split(","):
                 rows.append(one_run(f"crossner-{dom}", arm, seed, train, sel, report, table, src, work,
                                     args.epochs_crossner, args.lr))
 
