@@ -245,6 +245,11 @@ CASES = [
                                                           "--model", str(i.model), "--out", str(d / "bienc"), *CPU],
          "train", output=False, run_good=False),
     Case("ner-merge", "SHARD_FILE", lambda i, p, d: [as_shard(p)], "records"),
+    Case("ner-align train", "--train", lambda i, p, d: ["--mode", "classifier", "--ori", "--source-model",
+                                                        str(i.tagger), "--train", p, "--dev", str(i.train),
+                                                        "--out", str(d / "model"), *CPU], "train",
+         output=False, run_good=False),
+    Case("ner-align predict", "INPUT", lambda i, p, d: ["--model", str(i.tagger), *CPU, p], "records", stdin=True),
     Case("ner-retrieve query", "--questions", lambda i, p, d: ["--index", str(i.index), "--questions", p,
                                                                 "--top-k", "5", *CPU], "questions"),
     # ner-align table/names write one JSON document (indented), not JSONL: their -o is checked in

@@ -564,6 +564,7 @@ HEAD_RUNS = {
     "ner-align choose": ["--table", "{align_table}", "--direct", "{big}"],
     "ner-merge": ["{shard}"],
     "ner-sample": ["--k", "100000", "--allow-shortfall", "-q", "{spanned}"],
+    "ner-align predict": ["--model", "{tagger}", "--threads", "1", *CPU, "{big}"],
     "ner-retrieve query": ["--index", "{index}", "--label", "LOC", "--top-k", "100", "--threads", "1", *CPU,
                            "--dict-out", "{tmp}/dict.tsv"],
 }
@@ -580,7 +581,7 @@ HEAD_VARIANTS = {
     "eval-table": "ner-eval -g {big} -p {big}",
 }
 #: Commands whose only output is a directory (nothing on stdout to close early).
-NO_STDOUT = {"ner-selftrain", "ner-retrieve index", "ner-biencoder train"}
+NO_STDOUT = {"ner-selftrain", "ner-retrieve index", "ner-biencoder train", "ner-align train"}
 
 
 def test_every_command_is_in_the_head_table():

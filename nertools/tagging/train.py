@@ -270,6 +270,7 @@ class TaggerTask(Task):
                                                  threshold=args.threshold)
         self.teacher = None
         self.warnings: list[str] = []   # about the data; shown on stderr and kept in nertools.json
+        self.extra_meta: dict = {}      # more keys for nertools.json (e.g. ner-align's head initialisation)
 
     # ---- data and loss
 
@@ -376,7 +377,7 @@ class TaggerTask(Task):
                 "data": self.fingerprints, "dev_metrics": state.best_metrics,
                 "best_step": state.best_step, "best_stage": state.best_stage, "steps_run": state.step,
                 "history": state.history, "selection": "best dev F1 (strict span F1, nertools.evaluation)",
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings)} | self.extra_meta
 
     def save(self, model, directory: Path, state: RunState) -> dict:
         return write_model_files(model, self.tokenizer, self.meta(state), directory)
@@ -389,7 +390,9 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
                  out: str | os.PathLike, *, train_path: str | os.PathLike | None = None,
                  dev_path: str | os.PathLike | None = None, resume: bool = False,
                  log: Callable[[str], None] = progress.log,
-                 warn: Callable[[str], None] | None = None) -> dict:
+                 warn: Callable[[str], None] | None = None,
+                 build_model: Callable[[LabelScheme], tuple] | None = None,
+                 extra_meta: dict | None = None) -> dict:
     """Train a tagger on canonical records and write the model directory ``out``; returns its
     ``nertools.json``. ``train_path``/``dev_path`` name the files the records came from (their
     sha256 goes into the metadata, and errors name them). Progress lines go to ``log``
@@ -398,7 +401,11 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
     ``--quiet``) and into ``nertools.json`` (``warnings``).
 
     Everything that can be refused without the model is checked before it is loaded: the
-    arguments (:meth:`TrainArgs.check`), ``out`` (:func:`check_output_paths`), the data."""
+    arguments (:meth:`TrainArgs.check`), ``out`` (:func:`check_output_paths`), the data.
+
+    ``build_model(scheme)`` replaces :func:`load_token_classifier` (``(model, tokenizer)`` with
+    a head of ``scheme.num_tags`` outputs, e.g. ner-align's head initialised from a source
+    tagger's rows); ``extra_meta`` adds keys to ``nertools.json``."""
     args.check()
     out_path = Path(out)
     check_output_paths(out_path, resume)
@@ -414,9 +421,10 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
 
     seed_everything(args.seed)
     log(f"loading {args.model} ...")
-    model, tokenizer = load_token_classifier(args.model, scheme)
+    model, tokenizer = (build_model or (lambda s: load_token_classifier(args.model, s)))(scheme)
     task = TaggerTask(args, model, tokenizer, scheme, train_records, dev_records, fingerprints, log=log)
     task.warnings = data_warnings
+    task.extra_meta = dict(extra_meta or {})
     if task.dropped:
         log(f"note: {task.dropped} overlapping span(s) in the training data were skipped (BIO has no overlaps)")
     n_long = sum(1 for w in task.windows if w.word_start > 0)

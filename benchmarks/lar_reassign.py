@@ -1,0 +1,215 @@
+"""LAR label-alignment ablation for token classifiers: head initialised from the aligned source
+rows (LA) against the same source backbone with a fresh head (Ori).
+
+Source: a MiniLM tagger trained by ner-selftrain on CoNLL-2003 train (a sample; see the README).
+Targets:
+* MIT Restaurant, 1% and 5% of train (77 / 383 sentences, counted on the full 7,660), sampled
+  from train minus its last 1,000 sentences, which are the evaluation set and never sampled;
+  model selection on 100 further pool sentences disjoint from the sample; one sample per seed.
+* CrossNER domains: their train set; dev split into a selection part (first 100 sentences)
+  and a report part (the rest), so the reported numbers are not the ones selected on.
+
+The alignment table is built from the source tagger's predictions on the *training* sample
+(exact-span votes, overlap votes at weight 0.5 when a type has no exact vote, no vote -> MISC;
+ties -> more total votes, then alphabetical): the rule of methods-spec §4.4 (a stand-in
+until the ``ner-align table`` library function is merged; the same rule).
+
+Both arms use identical hyper-parameters and seeds; entity micro F1 (strict) on the report
+set; mean ± std over seeds.
+
+    PYTHONPATH=. nice -n 10 python benchmarks/lar_reassign.py --source-model SRC --work DIR \\
+        --threads 1 > results.json 2> runs.log
+    python benchmarks/lar_reassign.py --summarize runs.log [more.log ...]   # the README table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def read(path):
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def build_table(gold_records, pred_records, source_labels, misc="MISC"):
+    exact = defaultdict(Counter)
+    overlap = defaultdict(Counter)
+    targets = sorted({s["label"] for r in gold_records for s in r["spans"]})
+    for g, p in zip(gold_records, pred_records):
+        preds = [(s["token_start"], s["token_end"], s["label"]) for s in p["spans"]]
+        for s in g["spans"]:
+            a, b, t = s["token_start"], s["token_end"], s["label"]
+            for pa, pb, pl in preds:
+                if (pa, pb) == (a, b):
+                    exact[t][pl] += 1
+                elif pa <= b and a <= pb:
+                    overlap[t][pl] += 0.5
+    total = Counter()
+    for t in targets:
+        total.update(exact[t])
+    assign, votes = {}, {}
+    for t in targets:
+        v = exact[t] if exact[t] else overlap[t]
+        votes[t] = dict(v)
+        if not v:
+            assign[t] = misc
+            continue
+        best = max(v.values())
+        tied = sorted((s for s in v if v[s] == best), key=lambda s: (-total[s], s))
+        assign[t] = tied[0]
+    cand = defaultdict(list)
+    for t in targets:
+        cand[assign[t]].append(t)
+    return {"format": "nertools-align-table", "version": 1, "method": "benchmark-stand-in",
+            "source_labels": list(source_labels), "target_labels": targets, "misc": misc,
+            "assign": assign, "candidates": dict(cand), "votes": votes, "overrides": {}}
+
+
+def f1_on(model_dir, records):
+    from nertools.tagging.tagger import Tagger
+    from nertools.tagging.train import span_metrics
+
+    tagger = Tagger.load(model_dir, device="cpu")
+    pred = [r["spans"] for r in tagger.tag([dict(r) for r in records])]
+    return span_metrics(records, pred)
+
+
+def one_run(name, arm, seed, train, dev, report, table, src, work, epochs, lr):
+    from nertools.align.reassign import train_classifier
+    from nertools.tagging.train import TrainArgs
+
+    out = work / f"{name}-{arm}-s{seed}"
+    args = TrainArgs(model=str(src), seed=seed, lr=lr, batch_size=16, epochs=epochs, patience=3,
+                     max_length=128, device="cpu")
+    t0 = time.time()
+    meta = train_classifier(args, src, train, dev, out, table=table, ori=(arm == "ori"),
+                            log=lambda m: print(f"  [{name} {arm} s{seed}] {m}", file=sys.stderr, flush=True))
+    m = f1_on(out, report)
+    row = {"setting": name, "arm": arm, "seed": seed, "train": len(train), "dev": len(dev), "report": len(report),
+           "dev_f1": meta["dev_metrics"]["f1"], "f1": m["f1"], "precision": m["precision"],
+           "recall": m["recall"], "best_step": meta["best_step"], "seconds": round(time.time() - t0, 1),
+           "per_label": {k: v["f1"] for k, v in m["per_label"].items()}}
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def summarize(paths):
+    """The README table from the per-run JSON lines several (parallel) runs wrote to stderr."""
+    import os
+
+    seen = {}
+    for f in [f for f in paths if os.path.exists(f)]:
+        for line in open(f, encoding="utf-8"):
+            if line.startswith('{"setting"'):
+                r = json.loads(line)
+                seen[(r["setting"], r["arm"], r["seed"])] = r
+    rows = list(seen.values())
+    print("| setting | runs (LA/Ori) | LA F1 mean ± std | Ori F1 mean ± std | LA − Ori (paired) |")
+    print("|---|---|---|---|---|")
+    for name in sorted({r["setting"] for r in rows}):
+        la = {r["seed"]: r["f1"] for r in rows if r["setting"] == name and r["arm"] == "la"}
+        ori = {r["seed"]: r["f1"] for r in rows if r["setting"] == name and r["arm"] == "ori"}
+
+        def ms(d):
+            v = list(d.values())
+            if not v:
+                return "–"
+            return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+
+        both = sorted(set(la) & set(ori))
+        diff = [la[k] - ori[k] for k in both]
+        d = (f"{statistics.mean(diff):+.2f} (per seed {', '.join(f'{x:+.1f}' for x in diff)})" if diff else "–")
+        print(f"| {name} | {len(la)}/{len(ori)} | {ms(la)} | {ms(ori)} | {d} |")
+    print()
+    for r in sorted(rows, key=lambda r: (r["setting"], r["seed"], r["arm"])):
+        print(r["setting"], r["arm"], f"seed {r['seed']}", f"F1 {r['f1']}", f"P {r['precision']}",
+              f"R {r['recall']}", f"dev {r['dev_f1']}", f"best_step {r['best_step']}", f"{r['seconds']}s")
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--summarize":
+        return summarize(sys.argv[2:])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source-model", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--crossner", default="politics,music")
+    ap.add_argument("--crossner-seeds", default="1,2")
+    ap.add_argument("--fractions", default="0.01,0.05")
+    ap.add_argument("--dev-size", type=int, default=100, help="restaurant selection sentences")
+    ap.add_argument("--epochs-small", type=float, default=8, help="restaurant 1%% epochs")
+    ap.add_argument("--epochs-large", type=float, default=4, help="restaurant 5%% epochs")
+    ap.add_argument("--epochs-crossner", type=float, default=8)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--arms", default="la,ori", help="run only these arms (to run them in parallel processes)")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from nertools.tagging.tagger import Tagger
+
+    src = Path(args.source_model)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    source = Tagger.load(src, device="cpu")
+    source_labels = source.scheme.labels
+    rows, tables = [], {}
+
+    def table_for(key, train):
+        pred = list(source.tag([dict(r) for r in train]))
+        t = build_table(train, pred, source_labels)
+        tables[key] = t
+        print(f"table {key}: {json.dumps(t['assign'])}", file=sys.stderr, flush=True)
+        return t
+
+    rest = read(DATA / "mit_restaurant" / "train.jsonl")
+    n_total = len(rest)
+    pool, held = rest[:-1000], rest[-1000:]
+    fractions = [float(x) for x in args.fractions.split(",") if x]
+    for seed in [int(s) for s in args.seeds.split(",") if s] if fractions else []:
+        for frac in fractions:
+            n = round(frac * n_total)
+            idx = list(range(len(pool)))
+            random.Random(1000 * seed + n).shuffle(idx)
+            train = [pool[i] for i in idx[:n]]
+            dev = [pool[i] for i in idx[n:n + args.dev_size]]
+            name = f"restaurant-{frac:g}"
+            table = table_for(f"{name}-s{seed}", train)
+            epochs = args.epochs_small if n < 200 else args.epochs_large
+            for arm in args.arms.split(","):
+                rows.append(one_run(name, arm, seed, train, dev, held, table, src, work, epochs, args.lr))
+    for dom in [d for d in args.crossner.split(",") if d]:
+        train = read(DATA / f"crossner_{dom}" / "train.jsonl")
+        dv = read(DATA / f"crossner_{dom}" / "dev.jsonl")
+        sel, report = dv[:100], dv[100:]
+        table = table_for(dom, train)
+        for seed in [int(s) for s in args.crossner_seeds.split(",") if s]:
+            for arm in args.arms.split(","):
+                rows.append(one_run(f"crossner-{dom}", arm, seed, train, sel, report, table, src, work,
+                                    args.epochs_crossner, args.lr))
+
+    summary = {}
+    for key in sorted({(r["setting"], r["arm"]) for r in rows}):
+        f = [r["f1"] for r in rows if (r["setting"], r["arm"]) == key]
+        summary[f"{key[0]} {key[1]}"] = {"mean": round(statistics.mean(f), 2),
+                                          "std": round(statistics.stdev(f), 2) if len(f) > 1 else 0.0, "runs": len(f)}
+    print(json.dumps({"summary": summary, "tables": tables, "runs": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

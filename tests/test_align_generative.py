@@ -1,0 +1,267 @@
+"""LAR's linearised format and parser (on real CrossNER sentences), and the generative trainer
+learning a toy task through the console scripts (a tiny random Llama)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nertools.align.linearize import Linearizer, ParseStats, name_map, split_items, table_fields, type_name
+from nertools.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+POLITICS = SHARED / "data" / "crossner_politics" / "train.jsonl"
+TOKENIZER_DIR = SHARED / "fixtures" / "xner-official" / "roberta-tiny-random"
+
+SOURCES = ["LOC", "MISC", "ORG", "PER"]
+ASSIGN = {"politician": "PER", "person": "PER", "politicalparty": "ORG", "organisation": "ORG",
+          "country": "LOC", "location": "LOC", "election": "MISC", "event": "MISC", "misc": "MISC"}
+
+
+def politics(n=None):
+    with open(POLITICS, encoding="utf-8") as fh:
+        recs = [json.loads(line) for line in fh]
+    return recs[:n] if n else recs
+
+
+def reassign_lin():
+    return Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN)
+
+
+def gold_of(rec, with_source=True):
+    out = []
+    for s in sorted(rec["spans"], key=lambda s: s["token_start"]):
+        t = (s["token_start"], s["token_end"], s["label"])
+        out.append(t + ((ASSIGN[s["label"]],) if with_source else ()))
+    return out
+
+
+def got(spans, with_source=True):
+    return [(s["token_start"], s["token_end"], s["label"]) + ((s["source_label"],) if with_source else ())
+            for s in spans]
+
+
+# --------------------------------------------------------------------------- names and format
+
+
+def test_type_names():
+    assert [type_name(x) for x in ("PER", "ORG", "LOC", "MISC")] == ["person", "organization", "location",
+                                                                      "miscellaneous"]
+    assert type_name("politicalparty") == "political party"
+    assert type_name("Restaurant_Name") == "restaurant name"
+    assert type_name("musicalartist") == "musical artist"
+    # two labels with one name keep their raw spellings, so parsing stays unambiguous
+    assert name_map(["PER", "PERSON"]) == {"PER": "PER", "PERSON": "PERSON"}
+
+
+def test_prompt_and_answer_of_a_real_sentence():
+    rec = next(r for r in politics() if len(r["spans"]) >= 3)
+    lin = reassign_lin()
+    prompt = lin.prompt(rec)
+    assert prompt.startswith("Source types: location, miscellaneous, organization, person.\nTarget types: ")
+    assert "political party" in prompt and prompt.endswith("\nAnswer:\n")
+    assert f"Input: {' '.join(t['text'] for t in rec['tokens'])}\n" in prompt
+    lines = lin.answer(rec).split("\n")
+    assert len(lines) == len(rec["spans"])
+    first = min(rec["spans"], key=lambda s: s["token_start"])
+    words = " ".join(t["text"] for t in rec["tokens"][first["token_start"]:first["token_end"] + 1])
+    assert lines[0] == f"{lin.names[ASSIGN[first['label']]]} : {words} -> {lin.names[first['label']]}"
+
+
+def test_answers_parse_back_to_the_gold_spans_on_all_politics_sentences():
+    lin = reassign_lin()
+    direct = Linearizer("direct", sorted(ASSIGN), SOURCES)
+    total = ParseStats()
+    n_overlapping = 0
+    for rec in politics():
+        spans, st = lin.parse(lin.answer(rec), rec)
+        total.add(st)
+        want = gold_of(rec)
+        if got(spans) != want:
+            # only a gold set with nested/overlapping spans may differ (one word, one span)
+            n_overlapping += 1
+            assert st.overlap > 0
+        dspans, dst = direct.parse(direct.answer(rec), rec)
+        assert [(s["token_start"], s["token_end"], s["label"]) for s in dspans] == [w[:3] for w in want] or dst.overlap
+        assert all("source_label" not in s for s in dspans)
+        # character offsets agree with the tokens
+        for s in spans:
+            assert rec["text"][s["start"]:s["end"]] == " ".join(
+                t["text"] for t in rec["tokens"][s["token_start"]:s["token_end"] + 1])
+    assert total.items > 1000 and total.malformed == 0 and total.not_in_text == 0
+    assert n_overlapping < 5
+
+
+def test_parser_drops_spans_not_in_text_malformed_lines_and_off_table_targets():
+    rec = next(r for r in politics() if any(s["label"] == "politicalparty" for s in r["spans"]))
+    lin = reassign_lin()
+    party = next(s for s in rec["spans"] if s["label"] == "politicalparty")
+    words = " ".join(t["text"] for t in rec["tokens"][party["token_start"]:party["token_end"] + 1])
+    text = "\n".join([
+        f"organization : {words} -> political party",       # kept
+        "person : Napoleon Bonaparte Smithson -> politician",  # not in the text
+        "this line has no separator",                       # malformed
+        f"organization : {words}",                          # malformed in reassign (no ->)
+        f"person : {words} -> political party",             # political party is not a candidate of person
+        f"vegetable : {words} -> political party",          # unknown source type
+        f"organization : {words} -> spaceship",             # unknown target type
+        " : -> ",                                           # malformed
+    ])
+    spans, st = lin.parse(text, rec)
+    assert got(spans) == [(party["token_start"], party["token_end"], "politicalparty", "ORG")]
+    assert st.as_dict() == {"items": 8, "kept": 1, "malformed": 3, "not_in_text": 1, "overlap": 0,
+                            "unknown_source": 1, "unknown_target": 1, "target_not_candidate": 1}
+    assert st.dropped() == 7 and "target_not_candidate 1" in st.summary()
+
+
+def test_literal_backslash_n_separator_and_occurrence_rule():
+    # a real sentence with a repeated word sequence
+    rec = next(r for r in politics() if [t["text"] for t in r["tokens"]].count("Party") >= 2)
+    words = [t["text"] for t in rec["tokens"]]
+    idx = [i for i, w in enumerate(words) if w == "Party"]
+    lin = Linearizer("direct", ["organisation"], [])
+    spans, st = lin.parse("organisation : Party \\n organisation : Party \\n organisation : party", rec)
+    # left to right, each item takes the first occurrence not yet taken; the case-insensitive
+    # fallback finds a third only if there is one
+    assert [s["token_start"] for s in spans][:2] == idx[:2]
+    assert st.kept == min(3, len(idx)) and st.overlap == 3 - st.kept
+    assert split_items("a : b \\n c : d \n\n e : f") == ["a : b", "c : d", "e : f"]
+
+
+def test_unknown_gold_type_is_refused_and_table_fields():
+    lin = reassign_lin()
+    rec = dict(politics(1)[0])
+    rec["spans"] = [dict(rec["spans"][0], label="spaceship")]
+    with pytest.raises(DataError, match="spaceship"):
+        lin.check_labels([rec])
+    with pytest.raises(DataError, match="assigns no source type to spaceship"):
+        Linearizer("reassign", ["spaceship"], SOURCES, ASSIGN)
+    table = {"format": "nertools-align-table", "version": 1, "source_labels": SOURCES,
+             "target_labels": sorted(ASSIGN), "misc": "MISC", "assign": ASSIGN, "candidates": {}}
+    s, t, a, c = table_fields(table)
+    assert s == SOURCES and c["PER"] == ["person", "politician"] and a == ASSIGN
+    with pytest.raises(DataError):
+        table_fields({"assign": {}})
+
+
+# --------------------------------------------------------------------------- the trainer (tiny Llama)
+
+
+TOY = [("Alice met Bob in Paris .", [(0, 0, "politician"), (2, 2, "person"), (4, 4, "country")]),
+       ("Bob visited Rome .", [(0, 0, "person"), (2, 2, "country")]),
+       ("Carol joined Labour .", [(0, 0, "politician"), (2, 2, "politicalparty")]),
+       ("Labour won in Rome .", [(0, 0, "politicalparty"), (3, 3, "country")]),
+       ("nothing here at all .", []),
+       ("Alice and Carol spoke .", [(0, 0, "politician"), (2, 2, "politician")])]
+
+
+def toy_records():
+
+    out = []
+    for k, (text, spans) in enumerate(TOY):
+        words = text.split()
+        toks, pos = [], 0
+        for i, w in enumerate(words):
+            toks.append({"text": w, "start": pos, "end": pos + len(w), "id": i, "ws": i < len(words) - 1})
+            pos += len(w) + 1
+        out.append({"id": f"toy-{k}", "text": text, "tokens": toks, "meta": {},
+                    "spans": [{"start": toks[a]["start"], "end": toks[b]["end"], "token_start": a,
+                               "token_end": b, "label": lab} for a, b, lab in spans]})
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    d = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def run(*args, check=True):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    exe = Path(sys.executable).parent / "ner-align"
+    p = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}: {p.stderr[-2000:]}")
+    return p
+
+
+def run_here(*args):
+    """``ner-align`` in-process (click's runner)."""
+    from click.testing import CliRunner
+
+    from nertools.cli import align
+
+    return CliRunner().invoke(align.main, [str(a) for a in args], prog_name="ner-align")
+
+
+def write_jsonl(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    return path
+
+
+def test_generative_trainer_learns_a_toy_task_through_the_console_scripts(tiny_llama, tmp_path):
+    recs = toy_records()
+    data = write_jsonl(tmp_path / "toy.jsonl", recs)
+    table = {"format": "nertools-align-table", "version": 1, "method": "test", "source_labels": SOURCES,
+             "target_labels": ["country", "person", "politicalparty", "politician"], "misc": "MISC",
+             "assign": {"politician": "PER", "person": "PER", "politicalparty": "ORG", "country": "LOC"},
+             "candidates": {"PER": ["person", "politician"], "ORG": ["politicalparty"], "LOC": ["country"]},
+             "votes": {}, "overrides": {}}
+    tpath = tmp_path / "table.json"
+    tpath.write_text(json.dumps(table))
+    out = tmp_path / "gen"
+    p = run("train", "--mode", "generative", "--table", tpath, "--train", data, "--dev", data, "--model", tiny_llama,
+            "--out", out, "--max-steps", 80, "--lr", 1e-2, "--batch-size", 6, "--patience", 0, "--eval-every", 40,
+            "--max-new-tokens", 40, "--threads", 1, "--warmup-ratio", 0.05)
+    meta = json.loads((out / "nertools.json").read_text())
+    assert meta["format"] == "nertools-align-generative" and meta["linearizer"]["format"] == "reassign"
+    assert meta["dev_metrics"]["f1"] >= 90, p.stderr[-1500:]
+    assert "dev F1" in p.stderr
+    pred = run("predict", "--model", out, data, "--threads", 1, "--keep-text", "--max-new-tokens", 40)
+    rows = [json.loads(line) for line in pred.stdout.splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in recs]
+    hits = sum(1 for r, g in zip(rows, recs)
+               for s in r["spans"] if any((s["token_start"], s["token_end"], s["label"]) ==
+                                          (x["token_start"], x["token_end"], x["label"]) for x in g["spans"]))
+    assert hits >= 0.9 * sum(len(g["spans"]) for g in recs)
+    assert all(s["source_label"] == table["assign"][s["label"]] for r in rows for s in r["spans"])
+    assert "generated item(s) kept" in pred.stderr
+    assert "generated" in rows[0]["meta"]
+
+
+def test_ori_and_refusals_through_the_command(tiny_llama, tmp_path):
+    recs = toy_records()
+    data = write_jsonl(tmp_path / "toy.jsonl", recs)
+    out = tmp_path / "ori"
+    p = run_here("train", "--mode", "generative", "--ori", "--train", data, "--dev", data, "--model", tiny_llama,
+                 "--out", out, "--max-steps", 2, "--max-new-tokens", 8, "--threads", 1)
+    assert p.exit_code == 0, p.stderr
+    meta = json.loads((out / "nertools.json").read_text())
+    assert meta["linearizer"]["format"] == "direct"
+    assert meta["linearizer"]["labels"] == ["country", "person", "politicalparty", "politician"]
+    # a gold type the table does not know: exit 65, named
+    bad = {"format": "nertools-align-table", "version": 1, "assign": {"person": "PER"}}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    p = run_here("train", "--mode", "generative", "--table", tmp_path / "bad.json", "--train", data, "--dev", data,
+                 "--model", tiny_llama, "--out", tmp_path / "x")
+    assert p.exit_code == 65 and "politician" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = run_here("train", "--mode", "classifier", "--train", data, "--dev", data, "--out", tmp_path / "y")
+    assert p.exit_code == 2 and "--source-model" in p.stderr
