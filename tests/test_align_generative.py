@@ -220,7 +220,7 @@ def write_jsonl(path, recs):
 def test_generative_trainer_learns_a_toy_task_through_the_console_scripts(tiny_llama, tmp_path):
     recs = toy_records()
     data = write_jsonl(tmp_path / "toy.jsonl", recs)
-    table = {"format": "nertools-align-table", "version": 1, "method": "test", "source_labels": SOURCES,
+    table = {"format": "nertools-align-table", "version": 1, "method": "manual", "source_labels": SOURCES,
              "target_labels": ["country", "person", "politicalparty", "politician"], "misc": "MISC",
              "assign": {"politician": "PER", "person": "PER", "politicalparty": "ORG", "country": "LOC"},
              "candidates": {"PER": ["person", "politician"], "ORG": ["politicalparty"], "LOC": ["country"]},

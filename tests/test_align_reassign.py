@@ -147,7 +147,7 @@ def test_classifier_mode_end_to_end(tiny_source_tagger, tmp_path):
     cand = {}
     for t, s in assign.items():
         cand.setdefault(s, []).append(t)
-    table = {"format": "nertools-align-table", "version": 1, "method": "test", "source_labels": list(SOURCE.labels),
+    table = {"format": "nertools-align-table", "version": 1, "method": "manual", "source_labels": list(SOURCE.labels),
              "target_labels": labels, "misc": "MISC", "assign": assign, "candidates": cand, "votes": {},
              "overrides": {}}
     tpath = tmp_path / "table.json"
