@@ -258,7 +258,8 @@ def test_ori_and_refusals_through_the_command(tiny_llama, tmp_path):
     assert meta["linearizer"]["format"] == "direct"
     assert meta["linearizer"]["labels"] == ["country", "person", "politicalparty", "politician"]
     # a gold type the table does not know: exit 65, named
-    bad = {"format": "nertools-align-table", "version": 1, "assign": {"person": "PER"}}
+    bad = {"format": "nertools-align-table", "version": 1, "method": "manual", "source_labels": ["PER", "MISC"],
+           "target_labels": ["person"], "misc": "MISC", "assign": {"person": "PER"}}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     p = run_here("train", "--mode", "generative", "--table", tmp_path / "bad.json", "--train", data, "--dev", data,
                  "--model", tiny_llama, "--out", tmp_path / "x")
