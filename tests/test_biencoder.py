@@ -427,3 +427,20 @@ def test_ddp_two_gloo_processes_give_the_one_process_loss_curve(tiny, data, tmp_
     assert len(two["history"]) == 4
     assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], abs=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("two")) == ["two"]
+
+
+def test_concepts_batches_without_any_concept_train_with_a_zero_loss(tiny, tmp_path):
+    """SmolLM2's NuNER answers leave most sentences without a placed item: a batch in which no
+    sentence has a concept is a zero loss, not a crash (it used to fail in the label tokenizer)."""
+    from nertools.biencoder import BiEncoderArgs, train_biencoder
+    from nertools.core.record import normalize_record
+
+    recs = [normalize_record({"id": f"e{i}", "text": f"nothing to see here {i} ."}) for i in range(8)]
+    r = normalize_record({"id": "c0", "text": "Alice visited Paris ."})
+    r["annotation"] = {"items": [{"text": "Paris", "label": "city", "status": "placed", "occurrences": [[2, 2]]}]}
+    recs.append(r)
+    meta = train_biencoder(BiEncoderArgs(objective="concepts", model=str(tiny), max_steps=3, batch_size=4,
+                                         device="cpu", seed=3), recs, recs, tmp_path / "m", log=lambda m: None)
+    assert meta["training_labels"] == {"city": meta["training_labels"]["city"]}
+    losses = [h.get("loss") for h in meta["history"] if "loss" in h]
+    assert all(math.isfinite(x) for x in losses)

@@ -388,6 +388,9 @@ class BiEncoderTask(Task):
                     else:
                         targets[i, p] = column[tags[0]] if tags else 0
         batch = {"input_ids": ids, "attention_mask": att, "mask": mask, "targets": targets, "total": total}
+        if not texts:  # concepts: no sentence of the batch has one, so there is nothing to score
+            batch["empty"] = True
+            return batch
         batch.update(label_inputs(self.label_tokenizer, texts))
         return batch
 
@@ -399,6 +402,8 @@ class BiEncoderTask(Task):
     def batch_loss(self, model, batch: dict, total: float):
         from nertools.biencoder.losses import concept_bce_loss, label_ce_loss
 
+        if batch.get("empty"):  # a zero loss (zero gradients) on every rank alike
+            return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
         logits = model(batch["input_ids"], batch["attention_mask"], batch["label_input_ids"],
                        batch["label_attention_mask"], batch["label_pool_mask"])
         if self.concepts:

@@ -186,6 +186,8 @@ def _save_gguf_cache(cls, model, tokenizer, target: Path) -> None:
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=target.parent)
         config = copy.deepcopy(model.config)
         config.dtype = torch.float32
+        if hasattr(config, "quantization_config"):  # the GGUF's; the cached weights are plain fp32
+            delattr(config, "quantization_config")
         with torch.device("meta"):
             fresh = cls.from_config(config)
         fresh.load_state_dict({k: v.detach().to(torch.float32) for k, v in model.state_dict().items()},
