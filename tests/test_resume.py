@@ -78,7 +78,7 @@ def test_tag_sigkill_refusals_torn_line_then_resume(data, tmp_path):
     before = out.read_bytes()
     # other options or another input: refused, naming what differs, nothing changed
     r = invoke("ner-tag", *tag_args(data, "-o", str(out), "--resume", "--threshold", "0.5"))
-    assert r.exit_code == 2 and "cannot resume" in r.stderr and "--threshold 0.0 -> 0.5" in r.stderr, r.stderr
+    assert r.exit_code == 2 and "cannot resume" in r.stderr and "--threshold (default) -> 0.5" in r.stderr, r.stderr
     other = tmp_path / "other.jsonl"
     other.write_text(data["records"].read_text().replace("Paris", "Rome"))
     args = tag_args(data, "-o", str(out), "--resume")

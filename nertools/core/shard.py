@@ -162,10 +162,12 @@ def merge_shards(paths: Sequence[str], out: IO[bytes] | None = None, *, write=No
 
 def _lines(path: str) -> Iterator[bytes]:
     """The non-blank lines of a shard output as they are (bytes, with their newline), each
-    checked to be one JSON value (nertools.core.jsonl's limits and file:line errors)."""
+    checked to be one valid record (nertools.core.jsonl's limits, nertools.core.record's
+    checks and file:line errors)."""
     import orjson
 
-    from nertools.core.jsonl import _json_error, max_record_bytes, raw_lines, too_long
+    from nertools.core.jsonl import _json_error, display_name, max_record_bytes, raw_lines, too_long
+    from nertools.core.record import normalize_record
 
     for lineno, raw in raw_lines(path):
         if raw is None:
@@ -173,7 +175,11 @@ def _lines(path: str) -> Iterator[bytes]:
         if not raw.strip():
             continue
         try:
-            orjson.loads(raw)
+            obj = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise _json_error(raw, e, path, lineno) from None
-        yield raw if raw.endswith(b"\n") else raw + b"\n"
+        try:  # a valid record in either form (the line itself is written as it is)
+            normalize_record(obj, default_id=str(lineno))
+        except DataError as e:
+            raise e.located(display_name(path), lineno) from None
+        yield raw.rstrip(b"\r\n") + b"\n"  # CRLF (a shard edited elsewhere) is written as LF
