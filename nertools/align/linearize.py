@@ -43,7 +43,6 @@ keep them in their metadata.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 

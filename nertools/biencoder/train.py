@@ -493,21 +493,9 @@ class BiEncoderTask(Task):
                 "labels": list(self.inventory_keys)}
 
     def config_differences(self, saved: dict, now: dict) -> list[str]:
-        from nertools.training.checkpoint import config_differences
+        from nertools.training.checkpoint import describe_config_differences
 
-        found = []
-        for key, old, new in config_differences(saved, now):
-            section, _, name = key.partition(".")
-            if section == "args" and name:
-                found.append(f"--{name.replace('_', '-')} ({old!r} in the checkpoint, {new!r} now)")
-            elif section == "data" and name in self.fingerprints:
-                path = self.fingerprints[name]["path"] or f"the {name} records"
-                found.append(f"{path}: its content differs from the {name} data of the checkpoint")
-            elif section == "labels":
-                found.append("the label set of the training data")
-            else:
-                found.append(f"{key} ({old!r} in the checkpoint, {new!r} now)")
-        return found
+        return describe_config_differences(saved, now, self.fingerprints)
 
     def oom_hint(self) -> str:
         return "lower --batch-size (raise --grad-accum to keep the batch) or --max-length"

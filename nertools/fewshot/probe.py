@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -234,8 +233,7 @@ def train_probe_tagger(args, train_records: Sequence[dict], dev_records: Sequenc
     ``out`` atomically; returns its ``nertools.json``."""
     from nertools.runtime.models import model_window, resolve_device
     from nertools.tagging.tagger import META_FORMAT, load_token_classifier, predict_probs, spans_for
-    from nertools.tagging.train import (_warn, check_dev_labels, check_output_paths, records_fingerprint,
-                                        save_model_dir, span_metrics)
+    from nertools.tagging.train import prepare_run, save_model_dir, span_metrics
     from nertools.training.checkpoint import seed_everything
 
     args.check()
@@ -244,17 +242,9 @@ def train_probe_tagger(args, train_records: Sequence[dict], dev_records: Sequenc
                          "nothing is checkpointed)")
     if args.self_train:
         raise UsageError("--linear-probe and --self-train exclude each other")
-    out_path = Path(out)
-    check_output_paths(out_path, resume)
-    fingerprints = {"train": records_fingerprint(train_records, train_path),
-                    "dev": records_fingerprint(dev_records, dev_path)}
-    scheme = LabelScheme.from_records(train_records)
-    if not scheme.labels:
-        raise DataError("no spans in the training data: nothing to learn",
-                        path=None if train_path is None else str(train_path))
-    data_warnings = check_dev_labels(scheme, dev_records, dev_path)
-    for message in data_warnings:
-        (warn or _warn)(message)
+    out_path, fingerprints, scheme, data_warnings = prepare_run(train_records, dev_records, out, resume=resume,
+                                                                train_path=train_path, dev_path=dev_path,
+                                                                warn=warn)
     epochs = args.max_steps or PROBE_EPOCHS
     lr = args.lr if args.lr is not None else PROBE_LR
 

@@ -329,25 +329,9 @@ class TaggerTask(Task):
 
     def config_differences(self, saved: dict, now: dict) -> list[str]:
         """``--lr (5e-05 in the checkpoint, 0.001 now)``, ``--train FILE: ...`` and the like."""
-        from nertools.training.checkpoint import config_differences
+        from nertools.training.checkpoint import describe_config_differences
 
-        found = []
-        for key, old, new in config_differences(saved, now):
-            section, _, name = key.partition(".")
-            if section == "args" and name:
-                found.append(f"--{name.replace('_', '-')} ({old!r} in the checkpoint, {new!r} now)")
-            elif section == "data" and name in self.fingerprints:
-                path = self.fingerprints[name]["path"] or f"the {name} records"
-                flag = f"--{name} " if self.fingerprints[name]["path"] else ""
-                found.append(f"{flag}{path}: its content differs from the {name} data of the checkpoint "
-                             f"(sha256 {str(old)[:12]}... there, {str(new)[:12]}... now)")
-            elif section == "labels":
-                show = lambda v: ", ".join(v) if isinstance(v, list) else repr(v)  # noqa: E731
-                found.append(f"the label set of the training data ({show(old)} in the checkpoint, "
-                             f"{show(new)} now)")
-            else:
-                found.append(f"{key} ({old!r} in the checkpoint, {new!r} now)")
-        return found
+        return describe_config_differences(saved, now, self.fingerprints)
 
     def oom_hint(self) -> str:
         return ("lower --batch-size (raise --grad-accum to keep the effective batch size) "
@@ -407,17 +391,9 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
     a head of ``scheme.num_tags`` outputs, e.g. ner-align's head initialised from a source
     tagger's rows); ``extra_meta`` adds keys to ``nertools.json``."""
     args.check()
-    out_path = Path(out)
-    check_output_paths(out_path, resume)
-    fingerprints = {"train": records_fingerprint(train_records, train_path),
-                    "dev": records_fingerprint(dev_records, dev_path)}
-    scheme = LabelScheme.from_records(train_records)
-    if not scheme.labels:
-        raise DataError("no spans in the training data: nothing to learn",
-                        path=None if train_path is None else str(train_path))
-    data_warnings = check_dev_labels(scheme, dev_records, dev_path)
-    for message in data_warnings:
-        (warn or _warn)(message)
+    out_path, fingerprints, scheme, data_warnings = prepare_run(train_records, dev_records, out, resume=resume,
+                                                                train_path=train_path, dev_path=dev_path,
+                                                                warn=warn)
 
     seed_everything(args.seed)
     log(f"loading {args.model} ...")
@@ -435,6 +411,25 @@ def train_tagger(args: TrainArgs, train_records: Sequence[dict], dev_records: Se
         raise NertoolsError(f"--self-train: T_early ({task.schedule.t_early}) >= total steps "
                             f"({trainer.total_steps}); raise --epochs/--max-steps or lower --t-early")
     return trainer.fit()
+
+
+def prepare_run(train_records: Sequence[dict], dev_records: Sequence[dict], out, *, resume: bool,
+                train_path=None, dev_path=None, warn=None) -> tuple[Path, dict, LabelScheme, list[str]]:
+    """What every tagger run checks before a model loads: the output paths, the data's
+    fingerprints, the label scheme (no spans: a DataError) and the dev labels (warnings, also
+    passed to ``warn``). Returns ``(out_path, fingerprints, scheme, warnings)``."""
+    out_path = Path(out)
+    check_output_paths(out_path, resume)
+    fingerprints = {"train": records_fingerprint(train_records, train_path),
+                    "dev": records_fingerprint(dev_records, dev_path)}
+    scheme = LabelScheme.from_records(train_records)
+    if not scheme.labels:
+        raise DataError("no spans in the training data: nothing to learn",
+                        path=None if train_path is None else str(train_path))
+    data_warnings = check_dev_labels(scheme, dev_records, dev_path)
+    for message in data_warnings:
+        (warn or _warn)(message)
+    return out_path, fingerprints, scheme, data_warnings
 
 
 def check_dev_labels(scheme: LabelScheme, dev_records: Sequence[dict],

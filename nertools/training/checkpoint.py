@@ -300,3 +300,28 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def describe_config_differences(saved: dict, now: dict, fingerprints: dict) -> list[str]:
+    """What differs between a checkpoint's run config and this run's, in the user's words:
+    ``--lr (5e-05 in the checkpoint, 0.001 now)``, ``--train FILE: its content differs ...``,
+    the label set. ``fingerprints``: ``{name: {"path", "sha256"}}`` of the run's data (the
+    configs' ``data`` section); the configs are ``{"args", "data", "labels", ...}``."""
+    found = []
+    for key, old, new in config_differences(saved, now):
+        section, _, name = key.partition(".")
+        if section == "args" and name:
+            found.append(f"--{name.replace('_', '-')} ({old!r} in the checkpoint, {new!r} now)")
+        elif section == "data" and name in fingerprints:
+            path = fingerprints[name]["path"] or f"the {name} records"
+            flag = f"--{name} " if fingerprints[name]["path"] else ""
+            found.append(f"{flag}{path}: its content differs from the {name} data of the checkpoint "
+                         f"(sha256 {str(old)[:12]}... there, {str(new)[:12]}... now)")
+        elif section == "labels":
+            def show(v):
+                return ", ".join(v) if isinstance(v, list) else repr(v)
+
+            found.append(f"the label set of the training data ({show(old)} in the checkpoint, {show(new)} now)")
+        else:
+            found.append(f"{key} ({old!r} in the checkpoint, {new!r} now)")
+    return found
