@@ -5,6 +5,8 @@ actor processes (each imports torch) is the slow part (~2 min on the loaded 2-co
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from corpus_fixtures import invoke, tiny_bert, write_candidates
@@ -16,7 +18,11 @@ CPU = ["--device", "cpu", "--threads", "1"]
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from nertools.xner.ray_scoring import ray_init
+
+    previous = signal.getsignal(signal.SIGTERM)
+    ray_init(ray, num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    assert signal.getsignal(signal.SIGTERM) is previous  # Ray's handler would outlive ray.shutdown()
     yield ray
     ray.shutdown()
 

@@ -68,7 +68,7 @@ class RayBlockScorer:
         self.started = not ray.is_initialized()
         if self.started:
             address = address or os.environ.get("RAY_ADDRESS") or None
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+            ray_init(ray, address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                      configure_logging=False)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
@@ -125,3 +125,18 @@ class RayBlockScorer:
         self.actors = []
         if self.started:
             self.ray.shutdown()
+
+
+def ray_init(ray, **kwargs) -> None:
+    """``ray.init(**kwargs)`` that keeps this process's SIGTERM and SIGINT handlers: Ray installs
+    its own (SIGTERM: ``sys.exit(15)``), which would replace nertools' (a killed run exits 143
+    and finishes its output's cleanup) for the rest of the process."""
+    import signal
+
+    kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        ray.init(**kwargs)
+    finally:
+        for s, handler in kept.items():
+            if handler is not None:
+                signal.signal(s, handler)
