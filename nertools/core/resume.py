@@ -1,7 +1,7 @@
 """Resumable corpus runs: append-only outputs, a progress journal, exact restarts.
 
 A model command (``ner-divscore``, ``ner-tag``, ``ner-annotate``) reads its records in
-**blocks** of a fixed number of records (:func:`nertools.core.shard.blocks`) and does the
+**blocks** of a fixed number of records (:func:`blocks`) and does the
 model work of each block on its own (a fresh scorer, its own batches). The bytes a block
 writes are therefore a function of the block's records only, and not of where the run started
 or which other blocks it saw. That is what makes three things exact, byte for byte:
@@ -33,7 +33,7 @@ import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import orjson
 
@@ -42,6 +42,22 @@ from nertools.errors import DataError, NertoolsError, UsageError
 #: The journal's format tag (its first line's ``format``).
 JOURNAL_FORMAT = "nertools-run/1"
 JOURNAL_SUFFIX = ".progress"
+
+T = TypeVar("T")
+
+
+def blocks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    if size < 1:
+        raise ValueError(f"block size must be >= 1, not {size}")
+    buf: list[T] = []
+    for x in items:
+        buf.append(x)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
 
 
 # --------------------------------------------------------------------------- append-only JSONL
@@ -329,7 +345,6 @@ def run_blocks(records: Iterable[dict], process: Callable[[list[dict]], Iterable
     lines)`` is told about every processed block (a progress bar). ``header``: the run header
     :func:`check_run` made (else it is made here)."""
     from nertools.core.jsonl import RecordWriter, dumps_record as jdumps
-    from nertools.core.shard import blocks as make_blocks
 
     dumps = dumps or jdumps
     index, count = shard
@@ -392,7 +407,7 @@ def run_blocks(records: Iterable[dict], process: Callable[[list[dict]], Iterable
         pending: deque = deque()
 
         def selected() -> Iterator[list[dict]]:
-            for b, recs in enumerate(make_blocks(records, block)):
+            for b, recs in enumerate(blocks(records, block)):
                 result.input_records += len(recs)
                 if b % count != index:
                     continue

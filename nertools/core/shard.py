@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator, Sequence, TypeVar
+from typing import IO, Iterator, Sequence
 
+from nertools.core.resume import Journal, blocks, header_differences, journal_path  # noqa: F401 (blocks: re-exported)
 from nertools.errors import DataError, UsageError
 
-T = TypeVar("T")
 
 SHARD_RE = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
@@ -38,20 +38,6 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     if n < 1 or i >= n:
         raise UsageError(f"--shard {spec!r}: need 0 <= I < N")
     return (i, n)
-
-
-def blocks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items (the last may be shorter)."""
-    if size < 1:
-        raise ValueError(f"block size must be >= 1, not {size}")
-    buf: list[T] = []
-    for x in items:
-        buf.append(x)
-        if len(buf) >= size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
 
 
 def shard_of_block(block: int, count: int) -> int:
@@ -70,7 +56,6 @@ class ShardFile:
 
 def read_shard(path: str) -> ShardFile:
     """The journal of a shard output, checked to be complete."""
-    from nertools.core.resume import Journal, journal_path
 
     jpath = journal_path(path)
     if not os.path.exists(path):
@@ -91,7 +76,6 @@ def read_shard(path: str) -> ShardFile:
 def check_shards(shards: Sequence[ShardFile]) -> list[ShardFile]:
     """The shards in index order, or a :class:`UsageError` saying what is missing, doubled or
     from another run."""
-    from nertools.core.resume import header_differences
 
     if not shards:
         raise UsageError("no shard files given")
