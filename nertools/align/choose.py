@@ -48,11 +48,11 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from nertools.align.names import label_name
+from nertools.align.names import _norm, label_name, match_option  # noqa: F401 (match_option: re-exported)
 from nertools.align.table import AlignmentTable
 from nertools.core.atomic import write_bytes_atomic
 from nertools.errors import NertoolsError
@@ -106,28 +106,6 @@ def render_prompt(q: Question) -> str:
     lines.append("Entities: " + SEP.join(f"{label_name(e.source)} : {e.text}" for e in q.entities))
     lines.append("Answer:")
     return f"{INSTRUCTION}\n\n{_demo_block()}\n\n" + "\n".join(lines)
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
-
-
-def match_option(answer: str | None, options: Sequence[str]) -> str | None:
-    """The option an answer names: equal after lower-casing and dropping punctuation, as the
-    raw label or its rendered name; else the only option whose name the answer contains as
-    whole words (an option whose name is inside a longer matching one does not count); else
-    ``None`` (outside the options)."""
-    if answer is None:
-        return None
-    a = _norm(answer)
-    if not a:
-        return None
-    for o in options:
-        if a in (_norm(o), _norm(label_name(o))):
-            return o
-    hits = [o for o in options if re.search(rf"\b{re.escape(_norm(label_name(o)))}\b", a)]
-    longest = [o for o in hits if not any(o != p and _norm(label_name(o)) in _norm(label_name(p)) for p in hits)]
-    return longest[0] if len(longest) == 1 else None
 
 
 def parse_answer(text: str) -> list[tuple[str, str, str]]:

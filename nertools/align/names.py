@@ -23,7 +23,7 @@ option sends the target to misc (counted in the table's ``settings``).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nertools.align.table import AlignmentTable, default_targets, guess_misc
 from nertools.errors import NertoolsError
@@ -82,6 +82,28 @@ def label_name(label: str) -> str:
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", label)
     words = re.sub(r"[_\-\s]+", " ", words).strip()
     return words.lower() or label
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
+
+
+def match_option(answer: str | None, options: Sequence[str]) -> str | None:
+    """The option an answer names: equal after lower-casing and dropping punctuation, as the
+    raw label or its rendered name; else the only option whose name the answer contains as
+    whole words (an option whose name is inside a longer matching one does not count); else
+    ``None`` (outside the options)."""
+    if answer is None:
+        return None
+    a = _norm(answer)
+    if not a:
+        return None
+    for o in options:
+        if a in (_norm(o), _norm(label_name(o))):
+            return o
+    hits = [o for o in options if re.search(rf"\b{re.escape(_norm(label_name(o)))}\b", a)]
+    longest = [o for o in hits if not any(o != p and _norm(label_name(o)) in _norm(label_name(p)) for p in hits)]
+    return longest[0] if len(longest) == 1 else None
 
 
 def label_text(label: str, descriptions: Mapping[str, str] | None = None) -> str:
@@ -164,7 +186,6 @@ def names_table_llm(source_labels: Iterable[str], target_labels: Iterable[str], 
                     log: Callable[[str], None] | None = None) -> AlignmentTable:
     """The name-based table from an OpenAI-compatible LLM (``cfg``: an
     :class:`nertools.llm.client.LLMConfig`; answers are cached by the client)."""
-    from nertools.align.choose import match_option
     from nertools.llm.client import chat_completion
 
     sources, targets = list(source_labels), list(target_labels)
