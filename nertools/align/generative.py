@@ -37,8 +37,9 @@ META_FORMAT = "nertools-align-generative"
 IGNORE = -100
 
 
-def _knob(default, help: str | None = None, **cli):
-    return field(default=default, metadata={"help": help, **cli})
+from nertools.training.loop import knob  # noqa: E402
+
+_knob = knob  # the shared field helper (nertools.training.loop.knob)
 
 
 @dataclass

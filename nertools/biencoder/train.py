@@ -60,8 +60,9 @@ OBJECTIVES = ("concepts", "labels")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
-def _knob(default, help: str | None = None, **cli) -> field:
-    return field(default=default, metadata={"help": help, **cli})
+from nertools.training.loop import knob  # noqa: E402
+
+_knob = knob  # the shared field helper (nertools.training.loop.knob)
 
 
 @dataclass

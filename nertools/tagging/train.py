@@ -52,11 +52,9 @@ from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig  # 
 CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 
-def _knob(default, help: str | None = None, **cli) -> field:
-    """A :class:`TrainArgs` field; ``help`` and ``cli`` (``min``, ``max``, ``min_open``,
-    ``choices``, ``cli=False``) become its ner-selftrain option (see
-    :func:`nertools.cli.options.dataclass_options`)."""
-    return field(default=default, metadata={"help": help, **cli})
+from nertools.training.loop import knob  # noqa: E402
+
+_knob = knob  # the shared field helper (nertools.training.loop.knob)
 
 
 @dataclass

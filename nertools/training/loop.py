@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -55,6 +55,14 @@ from nertools.training.signals import SignalGuard
 
 if TYPE_CHECKING:  # torch is imported inside the functions
     import torch
+
+def knob(default, help: str | None = None, **cli):
+    """A field of a run's argument dataclass (ner-selftrain's TrainArgs, ner-biencoder's
+    BiEncoderArgs, ner-align's): ``help`` and ``cli`` (``min``, ``max``, ``min_open``,
+    ``choices``, ``cli=False``) become its command-line option (see
+    :func:`nertools.cli.options.dataclass_options`)."""
+    return field(default=default, metadata={"help": help, **cli})
+
 
 #: Parameter-name fragments that get no weight decay (biases and layer/RMS norm weights).
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
