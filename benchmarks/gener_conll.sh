@@ -2,17 +2,21 @@
 # GeNER end to end on CoNLL-2003 with MiniLM: "Which [TYPE]?" over a train slice (labels
 # removed) -> pseudo-dictionary -> ner-dictmatch -> ner-selftrain (plain and BOND) -> ner-tag
 # -> ner-eval. Model selection on dev sentences 0-199, report on dev 1000-1599 (as
-# benchmarks/xws_conll.py does). Usage: bash benchmarks/gener_conll.sh [N_TRAIN] [STEPS]
+# benchmarks/xws_conll.py does). Usage: bash benchmarks/gener_conll.sh [N_TRAIN] [STEPS] [GOLD]
+# GOLD: a JSONL of gold train records to use as the corpus instead of the first N train
+# sentences (labels removed), e.g. the X-NER end-to-end sample that benchmarks/xws_conll.py
+# writes, so both paths see the same sentences. OUT=dir sets the output folder.
 set -euo pipefail
 N=${1:-2000}
 STEPS=${2:-150}
 DATA=${SHARED:-../shared}/data/conll2003
-OUT=benchmarks/out/gener
+GOLD=${3:-}
+OUT=${OUT:-benchmarks/out/gener}
 mkdir -p "$OUT"
 py() { python - "$@"; }
 
 # corpus: the first N train sentences without their labels; dev slices with gold
-py "$DATA/train.jsonl" "$N" "$OUT/corpus.jsonl" <<'PY'
+py "${GOLD:-$DATA/train.jsonl}" "$N" "$OUT/corpus.jsonl" <<'PY'
 import sys, orjson
 src, n, dst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(src, "rb") as f, open(dst, "wb") as o:
@@ -31,7 +35,7 @@ time ner-retrieve query --index "$OUT/idx" --questions "$OUT/questions.tsv" --to
 wc -l "$OUT/dict.tsv"
 time ner-dictmatch --dict "$OUT/dict.tsv" "$OUT/corpus.jsonl" -o "$OUT/silver.jsonl"
 echo "== silver labels on the train slice against gold"
-sed -n "1,${N}p" "$DATA/train.jsonl" > "$OUT/train_gold.jsonl"
+sed -n "1,${N}p" "${GOLD:-$DATA/train.jsonl}" > "$OUT/train_gold.jsonl"
 ner-eval --gold "$OUT/train_gold.jsonl" --pred "$OUT/silver.jsonl"
 
 for variant in plain bond; do

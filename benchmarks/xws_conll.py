@@ -205,6 +205,10 @@ def main() -> None:
     ap.add_argument("--drop", type=float, default=0.5, help="fraction of entities removed (oweight)")
     ap.add_argument("--corpus", type=int, default=300, help="train sentences mined by the XWS pipeline")
     ap.add_argument("--top-percent", type=float, default=3.0, help="ner-pseudo --top-percent")
+    ap.add_argument("--divscore-args", default="", help="extra ner-divscore options, e.g. "
+                    "'--dtype bfloat16 --cascade 1way' (the fast mode)")
+    ap.add_argument("--xws-variants", default="o,plain,bond",
+                    help="XWS taggers to train, in this order: o (--o-weight W), plain (O weight 1), bond")
     ap.add_argument("--xws-steps", type=int, default=40, help="optimiser steps per XWS training run")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
@@ -250,22 +254,34 @@ def main() -> None:
         else:
             corpus = write_lines(out / "xws_corpus.jsonl", strip_spans(
                 [train_lines[i] for i in order[n10:n10 + args.corpus]]))
+            # the same sentences with their gold labels (for ner-eval of the pseudo labels and
+            # for benchmarks/gener_conll.sh's GOLD argument: GeNER on the same sample)
+            write_lines(out / "xws_corpus_gold.jsonl", [train_lines[i] for i in order[n10:n10 + args.corpus]])
             cands, scored, pseudo = (out / "xws_candidates.jsonl", out / "xws_scored.jsonl",
                                      out / "xws_pseudo.jsonl")
             if not pseudo.exists():
                 runner.run(["ner-spans", "--max-tokens", "30", str(corpus)], stdout=cands)
-                runner.run(["ner-divscore", "--seeds", str(SEEDS), "--model", args.miner,
-                            "--threads", str(args.threads), "--no-progress", str(cands)], stdout=scored)
+                # -o + --resume: a killed mining run (hours for thousands of sentences) continues;
+                # a finished one (output without its .progress journal) is kept
+                finished = scored.exists() and not Path(str(scored) + ".progress").exists()
+                if not finished:
+                    runner.run(["ner-divscore", "--seeds", str(SEEDS), "--model", args.miner, "--threads",
+                                str(args.threads), "--no-progress", *shlex.split(args.divscore_args),
+                                str(cands), "-o", str(scored), "--resume"])
                 runner.run(["ner-pseudo", "--top-percent", str(args.top_percent), str(scored)],
                            stdout=pseudo)
             xsteps = ["--max-steps", str(args.xws_steps)]
-            train_and_score(runner, args, "xws-pseudo", pseudo, common + xsteps)
-            train_and_score(runner, args, f"xws-pseudo-o{args.o_weight:g}", pseudo,
-                            common + xsteps + ["--o-weight", str(args.o_weight)])
-            te, tu = args.xws_steps // 2, max(1, args.xws_steps // 6)
-            train_and_score(runner, args, f"xws-pseudo-o{args.o_weight:g}-bond", pseudo,
-                            common + xsteps + ["--o-weight", str(args.o_weight), "--self-train",
-                                               "--t-early", str(te), "--t-update", str(tu)])
+            variants = {v.strip() for v in args.xws_variants.split(",")}
+            if "o" in variants:
+                train_and_score(runner, args, f"xws-pseudo-o{args.o_weight:g}", pseudo,
+                                common + xsteps + ["--o-weight", str(args.o_weight)])
+            if "plain" in variants:
+                train_and_score(runner, args, "xws-pseudo", pseudo, common + xsteps)
+            if "bond" in variants:
+                te, tu = args.xws_steps // 2, max(1, args.xws_steps // 6)
+                train_and_score(runner, args, f"xws-pseudo-o{args.o_weight:g}-bond", pseudo,
+                                common + xsteps + ["--o-weight", str(args.o_weight), "--self-train",
+                                                   "--t-early", str(te), "--t-update", str(tu)])
 
     # summary table
     rows = [json.loads(x) for x in runner.results.read_text().splitlines()] if runner.results.exists() else []

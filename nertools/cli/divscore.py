@@ -15,6 +15,7 @@ from nertools.runtime.models import CAUSAL, MASKED
 from nertools.runtime.progress import is_quiet, log
 from nertools.runtime.progress import progress as _progress
 from nertools.xner.fast import CASCADE_METHODS, DEFAULT_CASCADE_KEEP, QUANTIZE
+from nertools.xner.multiseed import COMBINE, DEFAULT_COMBINE
 from nertools.xner.scoring import (CAUSAL_ROWS, CONTEXTS, DEFAULT_MODEL, METHODS, block_scorer,
                                    check_fast_options, scorer_default)
 
@@ -23,6 +24,8 @@ Examples:
   ner-spans corpus.jsonl | ner-divscore --model roberta-large \\
       --seed PER="Masaki Yoshida" --seed LOC=Singapore > scored.jsonl
   ner-divscore --seeds examples/conll_seeds.tsv --model gemma-3-270m cands.jsonl -o scored.jsonl
+  ner-divscore --seeds examples/conll_seeds.tsv --seed ORG=Microsoft --seed ORG="United Nations" \
+      cands.jsonl > scored.jsonl      # several seeds for ORG: the closest one decides
   ner-divscore --method official --seed PER="Masaki Yoshida" cands.jsonl   # the released X-NER code
   ner-divscore --method prompt --label-word MISC=nationality --seeds seeds.tsv cands.jsonl
   ner-divscore --cascade 1way --cascade-keep 0.1 --seeds examples/conll_seeds.tsv \
@@ -42,9 +45,14 @@ DIVSCORE_BLOCK_RECORDS = 256
 @input_argument()
 @output_option()
 @click.option("--seed", "seed_specs", multiple=True, metavar="LABEL=TEXT",
-              help="A seed entity, e.g. PER=\"Masaki Yoshida\" (repeat for each label).")
+              help="A seed entity, e.g. PER=\"Masaki Yoshida\" (repeat for each label; a label may "
+                   "have several seeds, combined by --seed-combine).")
 @click.option("--seeds", "seed_files", multiple=True, type=click.Path(dir_okay=False),
               help="Seeds file: LABEL<TAB>SEED[<TAB>LABEL WORD] lines or JSONL.")
+@click.option("--seed-combine", type=click.Choice(COMBINE), default=DEFAULT_COMBINE, show_default=True,
+              help="Labels with several seeds: each seed is scored on its own; the label's score is "
+                   "the min of their divergences (the most similar seed decides) or their mean. The "
+                   "per-seed scores are kept in \"seed_scores\".")
 @model_option(required=False, default=DEFAULT_MODEL, show_default=True,
               help="Hugging Face name, local folder, GGUF file or alias (smollm2-135m, gemma-3-270m). "
                    "Masked vs causal is read from its config.")
@@ -106,11 +114,11 @@ DIVSCORE_BLOCK_RECORDS = 256
 @on_error_option()
 @quiet_option(expose_value=False)
 @nertools_command("ner-divscore")
-def main(input, output, seed_specs, seed_files, model, method, template, label_word_specs,
+def main(input, output, seed_specs, seed_combine, seed_files, model, method, template, label_word_specs,
          temperature, context, causal_rows, start_token, batch_tokens, cascade, cascade_keep, quantize,
          cascade_quantize, device, dtype, threads, progress, resume, shard, block_records, backend, ray_address,
          ray_actors, on_error):
-    """Score every candidate span (from ner-spans) against one seed entity per label.
+    """Score every candidate span (from ner-spans) against the seed entities of each label.
 
     Adds "scores": {LABEL: float} to each candidate, LOWER = MORE LIKE THE SEED (a
     divergence; cosine is stored as 1 - cos, prompt as -log p). Everything else is kept.
@@ -122,12 +130,13 @@ def main(input, output, seed_specs, seed_files, model, method, template, label_w
     from nertools.xner.candidates import read_candidates
     from nertools.xner.seeds import collect_seeds
 
-    seeds = collect_seeds(seed_specs, seed_files)
+    seeds = collect_seeds(seed_specs, seed_files, several=True)
     label_words = parse_key_values(label_word_specs, option="--label-word", form="LABEL=WORD")
     set_threads(threads)
     quiet_transformers()  # keep stderr to one progress line
     policy = ErrorPolicy(on_error)
-    options = dict(method=method, template=template, temperature=temperature, batch_tokens=batch_tokens,
+    options = dict(seed_combine=seed_combine, method=method, template=template, temperature=temperature,
+                   batch_tokens=batch_tokens,
                    context=context, causal_rows=causal_rows, start_token=start_token)
     check_fast_options(method, cascade, cascade_keep, quantize, cascade_quantize)
     if cascade is not None:

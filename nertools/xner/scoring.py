@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from nertools.errors import UsageError
 from nertools.runtime.models import CAUSAL, MASKED
 from nertools.xner import causal, fast, masked
+from nertools.xner.multiseed import SeedGroups
 from nertools.xner.seeds import Seed
 
 #: Every method of either scorer (the causal one has all but ``official``).
@@ -143,14 +144,17 @@ def block_scorer(seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
                  label_words: Mapping[str, str] | None = None, device: str = "auto", dtype: str = "auto",
                  method: str = "2way", cascade: str | None = None,
                  cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, quantize: str = "none",
-                 cascade_quantize: str = "none", cascade_stats: dict | None = None, **options: Any):
+                 cascade_quantize: str = "none", cascade_stats: dict | None = None,
+                 seed_combine: str = "min", **options: Any):
     """A function ``score(records) -> list`` that scores one block of records with a fresh
     scorer (its own batches and caches), so a block's scores do not depend on the blocks
     before it: what ``ner-divscore`` runs for ``--resume``, ``--shard`` and ``--backend ray``
     (nertools.core.resume). The model is loaded and the options checked now; ``score.lm`` is
     the loaded model. The fast-mode options are :func:`divscore`'s; with ``cascade`` each block
-    is one cascade (the keep fraction holds per block)."""
-    seeds, lm, cheap_lm, keep = _load_fast(seeds, model, label_words, device, dtype, method, cascade,
+    is one cascade (the keep fraction holds per block). Several seeds of one label are scored
+    each on its own and combined by ``seed_combine`` (:mod:`nertools.xner.multiseed`)."""
+    groups = SeedGroups(seeds, seed_combine)
+    seeds, lm, cheap_lm, keep = _load_fast(groups.internal, model, label_words, device, dtype, method, cascade,
                                            cascade_keep, quantize, cascade_quantize, options)
     make_scorer(lm, seeds, method=method, **options)  # bad options fail before the first block
     cheap_options = {k: v for k, v in options.items() if k != "template"}
@@ -158,10 +162,10 @@ def block_scorer(seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
     def score(records: Iterable[dict]) -> list[dict]:
         exact = make_scorer(lm, seeds, method=method, progress=False, **options)
         if cascade is None:
-            return list(exact.score_records(records))
+            return list(groups.fold_all(exact.score_records(records)))
         cheap = make_scorer(cheap_lm, seeds, method=cascade, progress=False, **cheap_options)
-        return list(fast.cascade_scores(records, cheap, exact, [s.label for s in seeds], keep=keep,
-                                        stats=cascade_stats))
+        return list(groups.fold_all(fast.cascade_scores(records, cheap, exact, [s.label for s in seeds],
+                                                        keep=keep, stats=cascade_stats)))
 
     score.lm = lm
     return score
@@ -172,9 +176,10 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
              method: str = "2way", progress: bool = False, cascade: str | None = None,
              cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, cascade_block: int | None = None,
              quantize: str = "none", cascade_quantize: str = "none", cascade_stats: dict | None = None,
-             block_records: int | None = None,
+             block_records: int | None = None, seed_combine: str = "min",
              **options: Any) -> Iterator[dict]:
-    """``ner-divscore``: score every candidate of ``records`` against one seed per label.
+    """``ner-divscore``: score every candidate of ``records`` against the seeds of each label
+    (one, as X-NER; or several, combined by ``seed_combine``: :mod:`nertools.xner.multiseed`).
 
     ``model`` is a name, folder, GGUF file or alias (loaded with
     :func:`~nertools.runtime.models.load_lm` on ``device``/``dtype``) or a loaded LM.
@@ -196,15 +201,17 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
 
         score = block_scorer(seeds, model=model, label_words=label_words, device=device, dtype=dtype,
                              method=method, cascade=cascade, cascade_keep=cascade_keep, quantize=quantize,
-                             cascade_quantize=cascade_quantize, cascade_stats=cascade_stats, **options)
+                             cascade_quantize=cascade_quantize, cascade_stats=cascade_stats,
+                             seed_combine=seed_combine, **options)
         return (rec for block in blocks(records, block_records) for rec in score(block))
 
-    seeds, lm, cheap_lm, keep = _load_fast(seeds, model, label_words, device, dtype, method, cascade,
+    groups = SeedGroups(seeds, seed_combine)
+    seeds, lm, cheap_lm, keep = _load_fast(groups.internal, model, label_words, device, dtype, method, cascade,
                                            cascade_keep, quantize, cascade_quantize, options)
     scorer = make_scorer(lm, seeds, method=method, progress=progress, **options)
     if cascade is None:
-        return scorer.score_records(records)
+        return groups.fold_all(scorer.score_records(records))
     cheap = make_scorer(cheap_lm, seeds, method=cascade, progress=progress,
                         **{k: v for k, v in options.items() if k != "template"})
-    return fast.cascade_scores(records, cheap, scorer, [s.label for s in seeds], keep=keep,
-                               block=cascade_block, stats=cascade_stats)
+    return groups.fold_all(fast.cascade_scores(records, cheap, scorer, [s.label for s in seeds], keep=keep,
+                                               block=cascade_block, stats=cascade_stats))

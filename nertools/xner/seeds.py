@@ -62,20 +62,28 @@ def read_seeds_file(path: str) -> list[Seed]:
     return read_small_table(path, _seed_from_json, _seed_from_fields, what="seeds")
 
 
-def collect_seeds(specs: Iterable[str] = (), files: Iterable[str] = ()) -> list[Seed]:
-    """Seeds from ``LABEL=TEXT`` options and seeds files; a label given twice is an error.
+def collect_seeds(specs: Iterable[str] = (), files: Iterable[str] = (), *, several: bool = False) -> list[Seed]:
+    """Seeds from ``LABEL=TEXT`` options and seeds files, in the order given.
 
-    Giving no seed at all is a :class:`~nertools.errors.UsageError`."""
+    A label given twice is an error unless ``several`` (``ner-divscore``: several seeds per
+    label, :mod:`nertools.xner.multiseed`); the same seed twice, or one label with two label
+    words, is always an error. Giving no seed at all is a :class:`~nertools.errors.UsageError`."""
     seeds = [parse_seed(s) for s in specs]
     for f in files:
         seeds.extend(read_seeds_file(f))
     if not seeds:
         raise UsageError("no seeds given (use --seed LABEL=TEXT or --seeds FILE)")
-    seen = set()
+    seen: dict[str, Seed] = {}
+    pairs = set()
     for s in seeds:
-        if s.label in seen:
+        first = seen.setdefault(s.label, s)
+        if first is not s and not several:
             raise DataError(f"label {s.label!r} has more than one seed")
-        seen.add(s.label)
+        if (s.label, s.text) in pairs:
+            raise DataError(f"seed {s.text!r} is given twice for label {s.label!r}")
+        if first.label_word != s.label_word:
+            raise DataError(f"label {s.label!r} has two label words ({first.label_word!r}, {s.label_word!r})")
+        pairs.add((s.label, s.text))
     return seeds
 
 
