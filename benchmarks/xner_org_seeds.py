@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import subprocess
 import sys
@@ -92,9 +91,7 @@ def main(argv=None) -> None:
                   for r, vals in zip(recs, values)]
         raw = precision_at_k(recs, scores, gold, k, "raw")["ORG"]
         pseudo = precision_at_k(recs, scores, gold, k, "pseudo-rank-all")["ORG"]
-        finite = all(math.isfinite(v) for vals in values for v in vals)
-        rows.append({"variant": variant, "raw_p_at_k": round(raw, 1), "pseudo_p_at_k": round(pseudo, 1),
-                     "finite": finite})
+        rows.append({"variant": variant, "raw_p_at_k": round(raw, 1), "pseudo_p_at_k": round(pseudo, 1)})
     summary = {"records": args.records, "candidates": n_cands, "k": k, "gold_org": sum(
         1 for g in gold if g[3] == "ORG"), "model": args.model, "divscore_args": args.divscore_args, "rows": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -64,6 +64,7 @@ class SeedGroups:
                 names.append(name)
                 self.internal.append(replace(s, label=name))
             self.groups[label] = names
+        self._internal_only = {n for names in self.groups.values() for n in names}
 
     @property
     def trivial(self) -> bool:
@@ -73,23 +74,17 @@ class SeedGroups:
         """``rec`` with each candidate's per-seed scores combined into one per label."""
         if self.trivial:
             return rec
-        drop = {n for names in self.groups.values() for n in names}
         for cand in rec.get("candidates") or ():
             scores = cand.get("scores")
             if not scores:
                 continue
             per_seed = {label: [scores[n] for n in names] for label, names in self.groups.items()}
-            folded = {}
-            for label in self.labels:
-                if label in per_seed:
-                    folded[label] = _combine(per_seed[label], self.combine)
-                else:
-                    folded[label] = scores[label]
-            cand["scores"] = folded
+            cand["scores"] = {label: _combine(per_seed[label], self.combine) if label in per_seed else scores[label]
+                              for label in self.labels}
             cand["seed_scores"] = per_seed
             for field in PER_LABEL_FIELDS:
                 if isinstance(cand.get(field), dict):
-                    cand[field] = {k: v for k, v in cand[field].items() if k not in drop}
+                    cand[field] = {k: v for k, v in cand[field].items() if k not in self._internal_only}
         return rec
 
     def fold_all(self, records: Iterable[dict]) -> Iterator[dict]:

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from nertools.errors import UsageError
 from nertools.runtime.models import CAUSAL, MASKED
 from nertools.xner import causal, fast, masked
-from nertools.xner.multiseed import SeedGroups
+from nertools.xner.multiseed import DEFAULT_COMBINE, SeedGroups
 from nertools.xner.seeds import Seed
 
 #: Every method of either scorer (the causal one has all but ``official``).
@@ -145,7 +145,7 @@ def block_scorer(seeds: Sequence[Seed], *, model: Any = DEFAULT_MODEL,
                  method: str = "2way", cascade: str | None = None,
                  cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, quantize: str = "none",
                  cascade_quantize: str = "none", cascade_stats: dict | None = None,
-                 seed_combine: str = "min", **options: Any):
+                 seed_combine: str = DEFAULT_COMBINE, **options: Any):
     """A function ``score(records) -> list`` that scores one block of records with a fresh
     scorer (its own batches and caches), so a block's scores do not depend on the blocks
     before it: what ``ner-divscore`` runs for ``--resume``, ``--shard`` and ``--backend ray``
@@ -176,7 +176,7 @@ def divscore(records: Iterable[dict], seeds: Sequence[Seed], *, model: Any = DEF
              method: str = "2way", progress: bool = False, cascade: str | None = None,
              cascade_keep: float = fast.DEFAULT_CASCADE_KEEP, cascade_block: int | None = None,
              quantize: str = "none", cascade_quantize: str = "none", cascade_stats: dict | None = None,
-             block_records: int | None = None, seed_combine: str = "min",
+             block_records: int | None = None, seed_combine: str = DEFAULT_COMBINE,
              **options: Any) -> Iterator[dict]:
     """``ner-divscore``: score every candidate of ``records`` against the seeds of each label
     (one, as X-NER; or several, combined by ``seed_combine``: :mod:`nertools.xner.multiseed`).
