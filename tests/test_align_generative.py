@@ -150,6 +150,54 @@ def test_unknown_gold_type_is_refused_and_table_fields():
         table_fields({"assign": {}})
 
 
+def test_identity_targets_written_none_as_in_figure_4_round_trip_on_politics():
+    """--identity-target none: person (under PER, named person), location (LOC) and misc
+    (MISC, both "miscellaneous") are written '-> none'; organisation under ORG
+    ("organization") is not; the prompt lists none once, last; answers parse back."""
+    lin = Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN, identity_target="none")
+    assert lin.target_name("person") == lin.target_name("location") == lin.target_name("misc") == "none"
+    assert lin.target_name("politician") == "politician" and lin.target_name("organisation") == "organisation"
+    rec = next(r for r in politics() if {"person", "politician"} <= {s["label"] for s in r["spans"]})
+    prompt = lin.prompt(rec)
+    targets = prompt.split("\n")[1]
+    assert targets.startswith("Target types: ") and targets.endswith(", none.")
+    names = targets[len("Target types: "):-1].split(", ")
+    assert names.count("none") == 1 and "person" not in names and "location" not in names
+    assert "politician" in names and "political party" in names
+    answer = lin.answer(rec)
+    assert " -> none" in answer and " -> person" not in answer
+    assert answer == reassign_lin().answer(rec).replace(" -> person", " -> none").replace(
+        " -> location", " -> none").replace(" -> miscellaneous", " -> none")
+    n = 0
+    for r in politics():
+        spans, st = lin.parse(lin.answer(r), r)
+        plain, _ = reassign_lin().parse(reassign_lin().answer(r), r)
+        assert got(spans) == got(plain) and st.unknown_target == 0
+        n += st.kept
+    assert n > 1000
+    # "-> none" under a source type without an identity target is not a type; the real name
+    # of an identity target is still read
+    rec = politics(1)[0]
+    w = rec["tokens"][0]["text"]
+    spans, st = lin.parse(f"organization : {w} -> none", rec)
+    assert spans == [] and st.unknown_target == 1
+    spans, st = lin.parse(f"person : {w} -> person", rec)
+    assert [s["label"] for s in spans] == ["person"]
+    # kept in the model directory's config
+    again = Linearizer.from_config(json.loads(json.dumps(lin.config())))
+    assert again.identity_target == "none" and again.answer(rec) == lin.answer(rec)
+    assert Linearizer.from_config({k: v for k, v in lin.config().items() if k != "identity_target"}
+                                  ).identity_target == "name"
+    # a target really named "none" cannot be told apart: refused; unknown settings too
+    from nertools.errors import UsageError
+
+    with pytest.raises(UsageError, match="already named 'none'"):
+        Linearizer("reassign", ["none", "person"], SOURCES, {"none": "MISC", "person": "PER"},
+                   identity_target="none")
+    with pytest.raises(UsageError):
+        Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN, identity_target="blank")
+
+
 # --------------------------------------------------------------------------- the trainer (tiny Llama)
 
 
@@ -266,3 +314,7 @@ def test_ori_and_refusals_through_the_command(tiny_llama, tmp_path):
     assert p.exit_code == 65 and "politician" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run_here("train", "--mode", "classifier", "--train", data, "--dev", data, "--out", tmp_path / "y")
     assert p.exit_code == 2 and "--source-model" in p.stderr
+    # --identity-target belongs to the generative reassignment format only
+    p = run_here("train", "--mode", "generative", "--ori", "--identity-target", "none", "--train", data,
+                 "--dev", data, "--model", tiny_llama, "--out", tmp_path / "z")
+    assert p.exit_code == 2 and "--identity-target" in p.stderr and not (tmp_path / "z").exists()

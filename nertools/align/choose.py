@@ -55,6 +55,7 @@ import orjson
 from nertools.align.names import _norm, label_name, match_option  # noqa: F401 (match_option: re-exported)
 from nertools.align.table import AlignmentTable
 from nertools.core.atomic import write_bytes_atomic
+from nertools.core.cache import cache_dir
 from nertools.errors import NertoolsError
 
 INSTRUCTION = ("Each entity below was found in the input sentence with a general type. For each entity, choose "
@@ -176,8 +177,8 @@ def _cache_kwarg(model) -> str:
 
 
 def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "nertools", "align-choose")
+    """``align-choose/`` under the cache root (:func:`nertools.core.cache.cache_root`)."""
+    return str(cache_dir("align-choose"))
 
 
 class LocalChooser:

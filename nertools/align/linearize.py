@@ -39,6 +39,14 @@ A sentence without entities has an empty answer (EOS only).
 
 Every drop is counted in :class:`ParseStats`; the commands report the counts on stderr and
 keep them in their metadata.
+
+**Identity targets** (``identity_target="none"``, ``ner-align train --identity-target none``;
+methods-spec §4.2, A4): in ``reassign``, a target type whose name equals the name of its own
+source type (CrossNER politics' ``person`` under CoNLL's ``PER``: "no refinement") is written
+``source : span -> none``, as in the paper's Figure 4, and the prompt's target list names
+``none`` once in place of those types. The parser reads ``-> none`` back as the identity target
+of the item's source type (a source type without one: *unknown_target*). The default
+(``"name"``) writes the real target name.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ SEPARATOR = "\n"
 ITEM_SOURCE = " : "
 ITEM_TARGET = " -> "
 FORMATS = ("direct", "reassign")
+IDENTITY_TARGETS = ("name", "none")
+NONE_TARGET = "none"
 
 
 def type_name(label: str) -> str:
@@ -117,6 +127,7 @@ class Linearizer:
     assign: dict = field(default_factory=dict)
     candidates: dict = field(default_factory=dict)
     names: dict = field(default_factory=dict)     # label -> name, filled in by __post_init__
+    identity_target: str = "name"                 # "none": see the module doc
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -138,18 +149,37 @@ class Linearizer:
             self.names = {**name_map(self.source_labels), **name_map(self.labels)}
         self._src_by_name = {self.names[s]: s for s in self.source_labels}
         self._tgt_by_name = {self.names[t]: t for t in self.labels}
+        if self.identity_target not in IDENTITY_TARGETS:
+            raise UsageError(f"unknown identity target {self.identity_target!r} "
+                             f"(one of {', '.join(IDENTITY_TARGETS)})")
+        # source label -> its identity target, when identity targets are written "none"
+        self._identity: dict[str, str] = {}
+        if self.identity_target == "none" and self.format == "reassign":
+            if NONE_TARGET in self._tgt_by_name:
+                raise UsageError(f"--identity-target none: a target type is already named "
+                                 f"{NONE_TARGET!r} ({self._tgt_by_name[NONE_TARGET]})")
+            for t in self.labels:
+                src = self.assign[t]
+                if self.names[t] == self.names.get(src):
+                    self._identity[src] = t
+
+    def target_name(self, label: str) -> str:
+        """How the target ``label`` is written after ``->`` (its name, or ``none``)."""
+        if self._identity and self._identity.get(self.assign.get(label)) == label:
+            return NONE_TARGET
+        return self.names[label]
 
     # ---- serialisation (kept in the model directory)
 
     def config(self) -> dict:
         return {"format": self.format, "labels": list(self.labels), "source_labels": list(self.source_labels),
                 "assign": dict(self.assign), "candidates": {k: list(v) for k, v in self.candidates.items()},
-                "names": dict(self.names)}
+                "names": dict(self.names), "identity_target": self.identity_target}
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Linearizer":
         return cls(cfg["format"], cfg["labels"], cfg.get("source_labels", ()), cfg.get("assign", {}),
-                   cfg.get("candidates", {}), cfg.get("names", {}))
+                   cfg.get("candidates", {}), cfg.get("names", {}), cfg.get("identity_target", "name"))
 
     # ---- text
 
@@ -159,7 +189,10 @@ class Linearizer:
         if self.source_labels:
             lines.append("Source types: " + ", ".join(self.names[s] for s in self.source_labels) + ".")
         if self.format == "reassign" or not self.source_labels or set(self.labels) != set(self.source_labels):
-            lines.append("Target types: " + ", ".join(self.names[t] for t in self.labels) + ".")
+            shown = list(dict.fromkeys(self.target_name(t) for t in self.labels))
+            if NONE_TARGET in shown:  # "none" once, last (as in the paper's Figure 4)
+                shown = [n for n in shown if n != NONE_TARGET] + [NONE_TARGET]
+            lines.append("Target types: " + ", ".join(shown) + ".")
         words = " ".join(t["text"] for t in record["tokens"])
         lines.append(f"Input: {words}")
         lines.append("Answer:")
@@ -176,7 +209,7 @@ class Linearizer:
             if self.format == "direct":
                 out.append(f"{self.names[lab]}{ITEM_SOURCE}{words}")
             else:
-                out.append(f"{self.names[self.assign[lab]]}{ITEM_SOURCE}{words}{ITEM_TARGET}{self.names[lab]}")
+                out.append(f"{self.names[self.assign[lab]]}{ITEM_SOURCE}{words}{ITEM_TARGET}{self.target_name(lab)}")
         return out
 
     def answer(self, record: dict) -> str:
@@ -221,7 +254,10 @@ class Linearizer:
                 if source is None:
                     stats.unknown_source += 1
                     continue
-                label = self._tgt_by_name.get(tgt_name)
+                if self._identity and tgt_name == NONE_TARGET:
+                    label = self._identity.get(source)
+                else:  # (an identity target under its real name is read too: it is unambiguous)
+                    label = self._tgt_by_name.get(tgt_name)
                 if label is None:
                     stats.unknown_target += 1
                     continue

@@ -54,6 +54,9 @@ def _read_table(path):
 @click.option("--ori", is_flag=True,
               help="The baseline of the ablation: target types directly (generative: 'target : span'; "
                    "classifier: the source backbone with a fresh head).")
+@click.option("--identity-target", type=click.Choice(["name", "none"]), default="name", show_default=True,
+              help="generative with --table: write a target type named like its own source type "
+                   "(person under PER) as its name, or as 'none' like the paper's Figure 4.")
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Target training records with gold spans.")
 @click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -94,7 +97,7 @@ def _read_table(path):
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-align train")
-def train(mode, table_path, ori, train_path, dev_path, model, source_model, out, epochs, max_steps, lr,
+def train(mode, table_path, ori, identity_target, train_path, dev_path, model, source_model, out, epochs, max_steps, lr,
           batch_size, grad_accum, warmup_ratio, eval_every, patience, seed, precision, max_prompt, max_answer,
           max_new_tokens, eval_sentences, max_length, init_noise, device, threads, resume, on_error):
     """Reassignment training (LAR step 3): fine-tune on target data so that each entity is
@@ -115,6 +118,9 @@ def train(mode, table_path, ori, train_path, dev_path, model, source_model, out,
         raise UsageError("--mode generative needs --model (the causal LM to fine-tune)")
     if mode == "classifier" and table_path is None and not ori:
         raise UsageError("--mode classifier needs --table (or --ori for the baseline)")
+    if identity_target != "name" and (mode != "generative" or table_path is None or ori):
+        raise UsageError("--identity-target applies to the generative reassignment format only "
+                         "(--mode generative --table T, without --ori)")
     table = _read_table(table_path)
     policy = ErrorPolicy(on_error)
     train_records = list(read_records(train_path, policy=policy))
@@ -133,7 +139,7 @@ def train(mode, table_path, ori, train_path, dev_path, model, source_model, out,
     else:
         from nertools.align.generative import GenArgs, train_generative
 
-        lin = generative_linearizer(model, table, ori, train_records)
+        lin = generative_linearizer(model, table, ori, train_records, identity_target=identity_target)
         args = GenArgs(model=model, seed=seed, lr=lr, batch_size=batch_size or 8, grad_accum=grad_accum,
                        epochs=epochs, max_steps=max_steps, warmup_ratio=warmup_ratio, eval_every=eval_every,
                        patience=patience, max_prompt=max_prompt, max_answer=max_answer,
@@ -152,7 +158,8 @@ def train(mode, table_path, ori, train_path, dev_path, model, source_model, out,
                f"R {m['recall']:.2f}) at step {meta['best_step']}{extra}", err=True)
 
 
-def generative_linearizer(model: str, table: dict | None, ori: bool, train_records):
+def generative_linearizer(model: str, table: dict | None, ori: bool, train_records, *,
+                          identity_target: str = "name"):
     """The format of a generative run: reassign (table, no --ori), else direct on the data's
     types; the source types listed in the prompt come from the table, else from ``model``
     when it is a generative directory of an earlier stage."""
@@ -163,7 +170,8 @@ def generative_linearizer(model: str, table: dict | None, ori: bool, train_recor
     if table is not None:
         sources, targets, assign, candidates = table_fields(table)
         if not ori:
-            return Linearizer("reassign", targets, sources, assign, candidates)
+            return Linearizer("reassign", targets, sources, assign, candidates,
+                              identity_target=identity_target)
         return Linearizer("direct", targets, sources)
     import os
 

@@ -29,6 +29,10 @@ Rules (all on, as in GeNER; --no-rule N turns one off):
   1 split " and "   2 strip punctuation   3 drop all-lower-case   4 drop leading "the"
   5 drop < 3 chars  6 drop stop words     7 drop type word/plural 8 abbreviations (Schwartz-Hearst)
   9 no lower-case single-token match     10 extend to enclosing capitalised words
+
+\b
+A dictionary file of 1 MiB or more is built once per content and options and cached under
+$NERTOOLS_CACHE/dictionaries (default ~/.cache/nertools); NERTOOLS_DICT_CACHE=0 turns that off.
 """
 
 
@@ -82,7 +86,8 @@ def main(input, output, dict_path, case_sensitive, ambiguous, seed, overwrite, d
                                  type_words=_type_words(type_words), ambiguous=ambiguous, seed=seed)
     log(f"{len(dictionary)} phrases, {len(dictionary.labels)} label(s) "
         f"from {dictionary.lines_read} lines ({dictionary.phrases_dropped} dropped by the "
-        f"rules, {dictionary.ambiguous_phrases} ambiguous) in {time.perf_counter() - t0:.1f}s",
+        f"rules, {dictionary.ambiguous_phrases} ambiguous) in {time.perf_counter() - t0:.1f}s"
+        f"{' (built earlier, from the cache)' if dictionary.from_cache else ''}",
         prog="ner-dictmatch")
     matcher = DictionaryMatcher(dictionary, overwrite=overwrite, drop_existing=drop_existing)
     t1 = time.perf_counter()

@@ -26,15 +26,21 @@ are keys too, so the matcher extends a candidate only while the dictionary says 
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
 import random
+import sys
 import unicodedata
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import orjson
 
+from nertools.core.atomic import write_bytes_atomic
+from nertools.core.cache import cache_dir, switched_off
 from nertools.errors import DataError
 from nertools.core.jsonl import display_name
 from nertools.core.specfile import read_text_lines
@@ -116,6 +122,7 @@ class Dictionary:
         self.ambiguous_phrases = 0
         self.ambiguous_skipped = 0
         self._finished = False
+        self.from_cache = False  # set by load() when the build cache was read
 
     # -- building ---------------------------------------------------------------------------
 
@@ -227,16 +234,65 @@ class Dictionary:
         return d.finish()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> "Dictionary":
-        """Load a TSV or JSONL dictionary file (streamed); see the module documentation."""
+    def load(cls, path: str | os.PathLike, *, cache: bool = True, **kwargs) -> "Dictionary":
+        """Load a TSV or JSONL dictionary file (streamed); see the module documentation.
+
+        With ``cache`` (and unless ``$NERTOOLS_DICT_CACHE`` is 0) a file of at least
+        :data:`CACHE_MIN_BYTES` is built once and kept under the cache root's
+        ``dictionaries/`` folder (see :func:`cache_file`); later loads of the same bytes
+        with the same options read that (a 100 k-entry dictionary: ~0.05 s instead of
+        ~0.5 s). A damaged or unreadable cache file is ignored and rebuilt."""
         d = cls(**kwargs)
+        cached = cache_file(path, d) if cache else None
+        if cached is not None and d._read_cache(cached):
+            return d
         for phrase, label, count in iter_dictionary_file(path):
             d.add(phrase, label, count)
             d.lines_read += 1
         if not d._size:
             raise DataError("dictionary has no usable entries (after normalisation)",
                             path=display_name(path))
-        return d.finish()
+        d.finish()
+        if cached is not None:
+            d._write_cache(cached)
+        return d
+
+    # -- the build cache --------------------------------------------------------------------
+
+    _CACHED = ("labels", "_index", "_size", "_type_forms", "lines_read", "phrases_dropped",
+               "ambiguous_phrases", "ambiguous_skipped")
+
+    def options(self) -> dict:
+        """The options that decide what a file builds (part of the cache key)."""
+        return {"case_sensitive": self.case_sensitive, "rules": asdict(self.rules),
+                "type_words": self.type_words_by_label, "ambiguous": self.ambiguous,
+                "seed": self.seed}
+
+    def _read_cache(self, path: Path) -> bool:
+        try:
+            state = marshal.loads(path.read_bytes())
+            if type(state) is not dict or state.get("format") != _CACHE_FORMAT:
+                return False
+            values = {name: state[name] for name in self._CACHED}
+        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            return False
+        if type(values["_index"]) is not dict or type(values["labels"]) is not list:
+            return False
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._label_ids = {label: i for i, label in enumerate(self.labels)}
+        self._finished = self.from_cache = True
+        return True
+
+    def _write_cache(self, path: Path) -> None:
+        """Best effort: a cache that cannot be written only costs the next load its time."""
+        state = {name: getattr(self, name) for name in self._CACHED}
+        state["format"] = _CACHE_FORMAT
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, marshal.dumps(state))
+        except (OSError, ValueError):
+            pass
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -267,6 +323,50 @@ class Dictionary:
             lid = _label_of(v)
             if lid < _AMBIGUOUS:
                 yield key, labels[lid], v >> _COUNT_SHIFT
+
+
+DICT_CACHE_ENV = "NERTOOLS_DICT_CACHE"
+#: Dictionary files smaller than this load fast enough without a cache (and a pipeline that
+#: writes many small dictionaries does not fill the cache folder).
+CACHE_MIN_BYTES = 1 << 20
+_CACHE_FORMAT = 1
+_BUILD_SOURCES = ("gener/dictionary.py", "gener/phrase_rules.py", "core/record.py", "core/labels.py",
+                  "core/specfile.py")
+_build_fingerprint: str | None = None
+
+
+def _code_fingerprint() -> str:
+    """A hash of the code that turns a file into an index, so that a cache written by another
+    version of nertools (or Python: marshal's format) is never read."""
+    global _build_fingerprint
+    if _build_fingerprint is None:
+        h = hashlib.sha256(f"{_CACHE_FORMAT} {sys.version_info[:2]}".encode())
+        root = Path(__file__).resolve().parents[1]
+        for rel in _BUILD_SOURCES:
+            h.update((root / rel).read_bytes())
+        _build_fingerprint = h.hexdigest()
+    return _build_fingerprint
+
+
+def cache_file(path: str | os.PathLike, dictionary: "Dictionary") -> Path | None:
+    """Where the built form of the dictionary file ``path`` with ``dictionary``'s options is
+    cached: ``<cache root>/dictionaries/<sha256>.marshal``, the hash covering the file's
+    bytes, the options and the building code. ``None`` (no cache) for stdin, a file under
+    :data:`CACHE_MIN_BYTES` or that cannot be read (the load then says why), or when
+    ``$NERTOOLS_DICT_CACHE`` is 0."""
+    if str(path) == "-" or switched_off(DICT_CACHE_ENV):
+        return None
+    try:
+        if os.stat(path).st_size < CACHE_MIN_BYTES:
+            return None
+        h = hashlib.sha256(_code_fingerprint().encode())
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except (OSError, ValueError):
+        return None
+    h.update(orjson.dumps(dictionary.options(), option=orjson.OPT_SORT_KEYS))
+    return cache_dir("dictionaries") / f"{h.hexdigest()}.marshal"
 
 
 def iter_dictionary_file(path: str | os.PathLike) -> Iterator[tuple[str, str, int]]:

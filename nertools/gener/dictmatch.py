@@ -175,11 +175,17 @@ class DictionaryMatcher:
                     out.append((i, i, labels[lab]))
                     free = i + 1
                 continue
-            best = -1
-            best_label = 0
-            j = i
-            acc = None
-            while True:
+            # a longer phrase may start here and words[i + 1] can continue one: extend
+            lab = (v >> 1) & 0xFFFF
+            best, best_label = (i, lab) if lab < _AMBIGUOUS else (-1, 0)
+            acc = forms.get(words[i]) or self._form(words[i])
+            j = i + 1
+            while True:  # words[j] continues some phrase (checked before coming here)
+                w = words[j]
+                acc = acc + " " + (forms.get(w) or self._form(w))
+                v = index.get(acc)
+                if v is None:
+                    break
                 lab = (v >> 1) & 0xFFFF
                 if lab < _AMBIGUOUS:
                     best, best_label = j, lab
@@ -191,12 +197,6 @@ class DictionaryMatcher:
                 w = words[j]
                 c = cont.get(w)
                 if not (self._continues(w) if c is None else c):
-                    break
-                if acc is None:
-                    acc = forms.get(words[i]) or self._form(words[i])
-                acc = acc + " " + (forms.get(w) or self._form(w))
-                v = index.get(acc)
-                if v is None:
                     break
             if best < 0:  # (rule 9 is applied through the cached values)
                 continue
@@ -254,7 +254,8 @@ class DictionaryMatcher:
             existing = [existing[k] for k in keep]
             for s in existing:
                 taken[s[0]:s[1] + 1] = b"\x01" * (s[1] - s[0] + 1)
-        if self.rules.abbreviations and (new or existing) and "(" in words:
+        if self.rules.abbreviations and (new or existing) and "(" in words and _before_bracket(
+                words, existing, new):
             new.extend(self._abbreviations(words, existing, new, taken))
         self.matches += len(new)
         return keep, new
@@ -329,6 +330,19 @@ _by_tokens = itemgetter("token_start", "token_end")  # canonical spans, by token
 _by_first_two = itemgetter(0, 1)  # compact spans, the same order
 
 
+def _before_bracket(words: list[str], existing, new) -> bool:
+    """Whether a span ends on the token right before a "(": rule 8 can only fire then (a long
+    form ends there and its label comes from a span ending on that token), so the
+    Schwartz-Hearst search is skipped for every other record with a bracket."""
+    last = len(words) - 1
+    for group in (existing, new):
+        for s in group:
+            e = s[1]
+            if e < last and words[e + 1] == "(":
+                return True
+    return False
+
+
 def _check_token(text: str, token: dict, index: int) -> None:
     """A token a new span starts or ends on must sit where it says it does."""
     s, e = token.get("start"), token.get("end")
@@ -396,8 +410,13 @@ def fast_compact(obj: Any, default_id: str) -> list[str] | None:
     if type(toks) is not list or "tokens" in obj or "text" in obj or "offs" in obj:
         return None
     n = len(toks)
-    if n and (set(map(type, toks)) != _STR_ONLY or "" in toks):
-        return None
+    if n:
+        try:  # every token a string (str.join refuses anything else) and none empty
+            "".join(toks)
+        except TypeError:
+            return None
+        if "" in toks:
+            return None
     ws = obj.get("ws")
     if ws is not None and (type(ws) is not str or len(ws) != n or ws.strip("01")):
         return None

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import orjson
 
 from nertools.core.atomic import write_bytes_atomic
+from nertools.core.cache import cache_dir
 from nertools.errors import NertoolsError
 
 
@@ -68,8 +69,8 @@ class LLMRequestError(NertoolsError):
 
 
 def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "nertools", "llm")
+    """``llm/`` under the cache root (:func:`nertools.core.cache.cache_root`)."""
+    return str(cache_dir("llm"))
 
 
 def read_api_key(value: str | None = None, file: str | None = None, env: str = "OPENAI_API_KEY") -> str | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nertools.core.cache import cache_dir, switched_off
 from nertools.errors import NertoolsError
 
 MASKED = "masked"
@@ -154,18 +155,17 @@ def gguf_cache_dir(gguf_path: str) -> Path | None:
 
     Loading a GGUF file de-quantises every tensor (20-40 s for a 100-300 M model); the first
     load saves the result as an ordinary Hugging Face folder under
-    ``$NERTOOLS_CACHE`` (default ``~/.cache/nertools``)``/models/<file>-<size>/`` and later
+    the cache root (:func:`nertools.core.cache.cache_root`)``/models/<file>-<size>/`` and later
     loads read that. ``NERTOOLS_MODEL_CACHE=0`` turns caching off.
     """
-    if os.environ.get("NERTOOLS_MODEL_CACHE", "1").strip().lower() in ("0", "no", "false", "off"):
+    if switched_off("NERTOOLS_MODEL_CACHE"):
         return None
     p = Path(gguf_path)
     try:
         size = p.stat().st_size
     except OSError:
         return None
-    root = Path(os.environ.get("NERTOOLS_CACHE") or Path.home() / ".cache" / "nertools")
-    return root / "models" / f"{p.stem}-{size}"
+    return cache_dir("models") / f"{p.stem}-{size}"
 
 
 def _save_gguf_cache(cls, model, tokenizer, target: Path) -> None:
