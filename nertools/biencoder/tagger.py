@@ -98,33 +98,16 @@ def word_scores(model, tokenizer, records: Sequence[dict], vectors, *, scoring: 
     (column 0: outside)."""
     import torch
 
-    from nertools.tagging.tagger import SpecialTokens, Window, collate, make_windows, token_batches, word_pieces
+    from nertools.tagging.tagger import windowed_word_rows
 
-    special = special or SpecialTokens.of(tokenizer)
-    pieces = word_pieces(tokenizer, records)
-    windows: list[Window] = []
-    for i, p in enumerate(pieces):
-        windows.extend(make_windows(i, p, special, max_length, overlap))
-    n_cols = vectors.shape[0]
-    out = [np.zeros((len(r["tokens"]), n_cols), dtype=np.float32) for r in records]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for idx in token_batches(windows, max_tokens):
-                wins = [windows[i] for i in idx]
-                batch = collate(wins, tokenizer.pad_token_id or 0)
-                h = model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
-                logits = model.score(h, vectors)
-                probs = torch.softmax(logits, -1) if scoring == "softmax" else torch.sigmoid(logits)
-                probs = probs.cpu().numpy()
-                for row, w in zip(probs, wins):
-                    for j in range(w.own_start, w.own_end):
-                        out[w.record][j] = row[w.first_pos[j - w.word_start]]
-    finally:
-        if was_training:
-            model.train()
-    return out
+    def forward(batch):
+        h = model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+        logits = model.score(h, vectors)
+        probs = torch.softmax(logits, -1) if scoring == "softmax" else torch.sigmoid(logits)
+        return probs.cpu().numpy()
+
+    return windowed_word_rows(model, tokenizer, records, vectors.shape[0], forward, max_length=max_length,
+                              overlap=overlap, max_tokens=max_tokens, special=special)
 
 
 # --------------------------------------------------------------------------- decoding

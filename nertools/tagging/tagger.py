@@ -348,45 +348,62 @@ def load_token_classifier(name: str, scheme: LabelScheme, *, dtype=None):
 # --------------------------------------------------------------------------- inference
 
 
-def predict_probs(model, tokenizer, records: Sequence[dict], *, scheme: LabelScheme,
-                  max_length: int, overlap: int, max_tokens: int, device=None,
-                  autocast_dtype=None, special: SpecialTokens | None = None) -> list[np.ndarray]:
-    """Per-word tag probabilities (``[n_words, n_tags]`` float32) for each record.
-
-    Long records are windowed (:func:`make_windows`); windows are batched by token budget
-    (:func:`token_batches`); each word's row comes from the window that owns it.
-    """
+def windowed_word_rows(model, tokenizer, records: Sequence[dict], n_cols: int, forward, *,
+                       max_length: int, overlap: int, max_tokens: int,
+                       special: SpecialTokens | None = None) -> list[np.ndarray]:
+    """Per record a ``[n_words, n_cols]`` float32 array of one row per word, from a model run
+    over windows: long records are windowed (:func:`make_windows`), windows are batched by
+    token budget (:func:`token_batches`), and each word's row is its first sub-token's row of
+    the window that owns it. ``forward(batch)`` gets the :func:`collate`d batch (on the CPU)
+    and returns ``[batch, positions, n_cols]`` rows as a NumPy array. ``model`` is put in eval
+    mode (and back) around the run, under ``torch.inference_mode``. The one windowed loop of
+    :func:`predict_probs` (tag probabilities) and the bi-encoder's
+    :func:`nertools.biencoder.tagger.word_scores` (label scores)."""
     import torch
 
     special = special or SpecialTokens.of(tokenizer)
-    device = device or next(model.parameters()).device
     pieces = word_pieces(tokenizer, records)
     windows: list[Window] = []
     for i, p in enumerate(pieces):
         windows.extend(make_windows(i, p, special, max_length, overlap))
-    out = [np.zeros((len(r["tokens"]), scheme.num_tags), dtype=np.float32) for r in records]
+    out = [np.zeros((len(r["tokens"]), n_cols), dtype=np.float32) for r in records]
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for idx in token_batches(windows, max_tokens):
                 wins = [windows[i] for i in idx]
-                batch = collate(wins, tokenizer.pad_token_id or 0)
-                kwargs = {"input_ids": batch["input_ids"].to(device),
-                          "attention_mask": batch["attention_mask"].to(device)}
-                if autocast_dtype is not None and autocast_dtype != torch.float32:
-                    with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                        logits = model(**kwargs).logits
-                else:
-                    logits = model(**kwargs).logits
-                probs = torch.softmax(logits.float(), -1).cpu().numpy()
-                for row, w in zip(probs, wins):
+                rows = forward(collate(wins, tokenizer.pad_token_id or 0))
+                for row, w in zip(rows, wins):
                     for j in range(w.own_start, w.own_end):
                         out[w.record][j] = row[w.first_pos[j - w.word_start]]
     finally:
         if was_training:
             model.train()
     return out
+
+
+def predict_probs(model, tokenizer, records: Sequence[dict], *, scheme: LabelScheme,
+                  max_length: int, overlap: int, max_tokens: int, device=None,
+                  autocast_dtype=None, special: SpecialTokens | None = None) -> list[np.ndarray]:
+    """Per-word tag probabilities (``[n_words, n_tags]`` float32) for each record
+    (:func:`windowed_word_rows`)."""
+    import torch
+
+    device = device or next(model.parameters()).device
+
+    def forward(batch):
+        kwargs = {"input_ids": batch["input_ids"].to(device),
+                  "attention_mask": batch["attention_mask"].to(device)}
+        if autocast_dtype is not None and autocast_dtype != torch.float32:
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                logits = model(**kwargs).logits
+        else:
+            logits = model(**kwargs).logits
+        return torch.softmax(logits.float(), -1).cpu().numpy()
+
+    return windowed_word_rows(model, tokenizer, records, scheme.num_tags, forward, max_length=max_length,
+                              overlap=overlap, max_tokens=max_tokens, special=special)
 
 
 def spans_for(record: dict, probs: np.ndarray, scheme: LabelScheme, threshold: float = 0.0,
