@@ -24,7 +24,7 @@ SHARED ?= ../shared
 ZEROSHOT ?= zeroshot-out
 ZS_LABELS := PER=person,LOC=location,ORG=organization,MISC=nationality or event
 
-.PHONY: setup models models-gemma test demo zeroshot man bench clean constraints
+.PHONY: setup models models-gemma test demo zeroshot man bench clean constraints llm-server test-llm-server
 
 setup: $(VENV)/.installed
 
@@ -108,6 +108,29 @@ zeroshot: models
 	  -o $(ZEROSHOT)/tagged.jsonl
 	@echo "== zero-shot tagging of examples/demo_news.jsonl with the labels: $(ZS_LABELS)"
 	$(BIN)/ner-eval --gold examples/demo_news.jsonl --pred $(ZEROSHOT)/tagged.jsonl
+
+# An OpenAI-compatible server on this machine: llama.cpp's, from llama-cpp-python[server], serving
+# SmolLM2-135M-Instruct's GGUF (make models). PyPI has only its source: the first make builds it
+# (~8 CPU-minutes, 4-5 min on 2 cores). GGML_NATIVE=OFF with AVX2: a native build uses AMX tile
+# instructions wherever the CPU reports them, and dies (SIGSEGV in ldtilecfg) on machines whose
+# kernel does not enable AMX for the process, as on this project's VMs.
+#   make llm-server &   then   ner-annotate --backend openai --base-url http://127.0.0.1:8080/v1 --model smollm2 ...
+LLAMA_CPP        ?= llama-cpp-python[server]==0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLM_HOST ?= 127.0.0.1
+LLM_PORT ?= 8080
+
+$(VENV)/.llama-cpp: $(VENV)/.models
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP_INSTALL) '$(LLAMA_CPP)'
+	touch $@
+
+llm-server: $(VENV)/.llama-cpp
+	$(BIN)/python -m llama_cpp.server --host $(LLM_HOST) --port $(LLM_PORT) --n_ctx 4096 --model_alias smollm2 \
+	  --model "$$($(BIN)/python -c 'from nertools.runtime.models import resolve_model_path as r; print(r("smollm2-135m"))')"
+
+# The integration tests against that server (tests/test_llm_server.py; make test leaves them out).
+test-llm-server: $(VENV)/.llama-cpp
+	$(BIN)/python -m pytest -q -m llm_server tests/test_llm_server.py
 
 man: setup
 	$(BIN)/python scripts/generate_man.py

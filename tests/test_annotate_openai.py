@@ -70,7 +70,8 @@ class Server:
                         self.wfile.write(data)
                         return
                     if srv.reject_response_format and "response_format" in body:
-                        return self._send(400, {"error": {"message": "response_format not supported"}})
+                        code = 400 if srv.reject_response_format is True else srv.reject_response_format
+                        return self._send(code, {"error": {"message": "response_format not supported"}})
                     if "response_format" in body:
                         sentence = body["messages"][-1]["content"].rsplit("\n", 1)[-1]
                         ents = [{"text": w, "label": "LOC"} for w in re.findall(r"\b[A-Z][a-z]+\b", sentence)]
@@ -300,6 +301,27 @@ def test_structured_output_and_fallback_to_text(server, tmp_path):
     assert len(server.requests) - n == 4  # one refused, then three text requests
     out = [json.loads(x) for x in r.stdout.splitlines()]
     assert [o["annotation"]["format"] for o in out] == ["brackets"] * 3 and all(len(o["spans"]) == 3 for o in out)
+    # llama.cpp's server answers a json_schema response_format with a 500 (a request
+    # validation error): after the retries the request goes out without it, once
+    server.reject_response_format = 500
+    n = len(server.requests)
+    r = cli(server, tmp_path, "--structured", "--no-cache", "--concurrency", "1", "--retries", "1",
+            "--retry-wait", "0.01", input=records(3))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("structured output refused (500)") == 1
+    assert len(server.requests) - n == 2 + 3  # the structured request and its retry, then three text requests
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [o["annotation"]["format"] for o in out] == ["brackets"] * 3
+
+
+def test_structured_request_on_an_endpoint_that_is_down_reports_the_plain_failure(server, tmp_path):
+    """The fallback's plain request fails too: its error ends the run, structured output is
+    not reported as refused, and nothing is written for the record."""
+    server.script = [500] * 20
+    r = cli(server, tmp_path, "--structured", "--no-cache", "--concurrency", "1", "--retries", "1",
+            "--retry-wait", "0.01", input=records(1))
+    assert r.returncode != 0 and "HTTP 500" in r.stderr and "structured output refused" not in r.stderr
+    assert r.stdout == ""
 
 
 def test_a_request_refused_as_such_is_reported_and_the_run_goes_on(server, tmp_path):

@@ -158,11 +158,19 @@ class LocalBackend:
 
 # --------------------------------------------------------------------------- openai
 
+#: Statuses of a structured request after which the request is sent again without
+#: ``response_format`` (see :class:`OpenAIBackend`).
+STRUCTURED_REFUSALS = (400, 404, 415, 422, 500)
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible chat endpoint, ``concurrency`` requests in flight (threads).
 
-    With ``response_format`` (structured output), a server that rejects it (HTTP 400/422)
-    is asked again without it, and structured output stays off for the rest of the run.
+    With ``response_format`` (structured output), a server that rejects it (HTTP 400, 404,
+    415, 422, or 500 after the retries: llama.cpp's server answers an OpenAI ``json_schema``
+    format with a 500 validation error) is asked again without it; when that works,
+    structured output stays off for the rest of the run (an endpoint that is down fails the
+    plain request too, and that is the error reported).
     A request refused with 400/413/422 (say, longer than the model's context) is reported for
     its record and the run goes on; any other failure after the retries ends the run.
     """
@@ -185,14 +193,14 @@ class OpenAIBackend:
             try:
                 comp = request_completion(self.cfg, messages, response_format=rf, log=self.log)
             except LLMRequestError as e:
-                if rf is None or e.status not in (400, 404, 415, 422):
+                if rf is None or e.status not in STRUCTURED_REFUSALS:
                     raise
+                comp = request_completion(self.cfg, messages, log=self.log)
                 with self._lock:
                     if self.response_format is not None:
                         self.response_format = None
                         if self.log:
                             self.log(f"structured output refused ({e.status}); parsing text answers instead")
-                comp = request_completion(self.cfg, messages, log=self.log)
         except LLMRequestError as e:
             # a request the server refuses as such (too long for its context, ...) fails alone;
             # anything else (endpoint down after the retries, auth, malformed answers) ends the run
