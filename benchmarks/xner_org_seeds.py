@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     ap.add_argument("--e2e", type=Path, default=Path("benchmarks/out/e2e5000"))
     ap.add_argument("--records", type=int, default=1024, help="a multiple of 256 keeps ner-divscore's blocks")
     ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--divscore-args", default="--dtype bfloat16 --cascade 1way")
+    ap.add_argument("--divscore-args", default="--dtype bfloat16 --cascade 1way --cascade-keep 0.1")
     ap.add_argument("--singular", default="Microsoft")
     ap.add_argument("--several", default="Microsoft,United Nations")
     ap.add_argument("--threads", type=int, default=1)
