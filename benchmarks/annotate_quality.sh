@@ -5,6 +5,8 @@
 # ner-annotate's stderr summary (kept in OUT/*.log); one table row per prompt (annotate_summary.py).
 #   benchmarks/annotate_quality.sh DATASET [N] [MODEL] [OUT]   (defaults: 100 smollm2-135m /tmp/annotate-DATASET)
 #   PROMPTS="instructmine labels" MAX_NEW_TOKENS_IM=96 MAX_NEW_TOKENS_LB=64 THREADS=1 BATCH_SIZE=8
+#   BASE_URL=http://127.0.0.1:8080/v1: a served model instead (--backend openai; MODEL is then its
+#   served name, e.g. smollm2 from make llm-server; CONCURRENCY=1 requests in flight)
 # Resumable: rerun the same command after a kill. Prints one summary line per prompt.
 set -euo pipefail
 DS=$1; N=${2:-100}; MODEL=${3:-smollm2-135m}; OUT=${4:-/tmp/annotate-$DS}
@@ -27,7 +29,12 @@ for p in ${PROMPTS:-instructmine labels}; do
   else
     args=(--prompt labels --labels "$OUT/labels.tsv" --examples "$DATA/train.jsonl" --n-examples 3); mnt=${MAX_NEW_TOKENS_LB:-64}
   fi
-  ner-annotate "${args[@]}" --model "$MODEL" --threads "$THREADS" --batch-size "$BS" --max-new-tokens "$mnt" \
+  if [ -n "${BASE_URL:-}" ]; then
+    backend=(--backend openai --base-url "$BASE_URL" --model "$MODEL" --concurrency "${CONCURRENCY:-1}")
+  else
+    backend=(--model "$MODEL" --threads "$THREADS" --batch-size "$BS")
+  fi
+  ner-annotate "${args[@]}" "${backend[@]}" --max-new-tokens "$mnt" \
       "$OUT/gold.jsonl" -o "$OUT/$p.jsonl" --resume 2>> "$OUT/$p.log"
   summary "$p"
 done
