@@ -163,6 +163,20 @@ class Linearizer:
                 if self.names[t] == self.names.get(src):
                     self._identity[src] = t
 
+        self._head = self._prompt_head()
+
+    def _prompt_head(self) -> str:
+        """The record-independent lines of the prompt (the type lists), each with its newline."""
+        lines = []
+        if self.source_labels:
+            lines.append("Source types: " + ", ".join(self.names[s] for s in self.source_labels) + ".")
+        if self.format == "reassign" or not self.source_labels or set(self.labels) != set(self.source_labels):
+            shown = list(dict.fromkeys(self.target_name(t) for t in self.labels))
+            if NONE_TARGET in shown:  # "none" once, last (as in the paper's Figure 4)
+                shown = [n for n in shown if n != NONE_TARGET] + [NONE_TARGET]
+            lines.append("Target types: " + ", ".join(shown) + ".")
+        return "".join(line + "\n" for line in lines)
+
     def target_name(self, label: str) -> str:
         """How the target ``label`` is written after ``->`` (its name, or ``none``)."""
         if self._identity and self._identity.get(self.assign.get(label)) == label:
@@ -185,18 +199,8 @@ class Linearizer:
 
     def prompt(self, record: dict) -> str:
         """The model input for ``record`` (ends with ``Answer:`` and a newline)."""
-        lines = []
-        if self.source_labels:
-            lines.append("Source types: " + ", ".join(self.names[s] for s in self.source_labels) + ".")
-        if self.format == "reassign" or not self.source_labels or set(self.labels) != set(self.source_labels):
-            shown = list(dict.fromkeys(self.target_name(t) for t in self.labels))
-            if NONE_TARGET in shown:  # "none" once, last (as in the paper's Figure 4)
-                shown = [n for n in shown if n != NONE_TARGET] + [NONE_TARGET]
-            lines.append("Target types: " + ", ".join(shown) + ".")
         words = " ".join(t["text"] for t in record["tokens"])
-        lines.append(f"Input: {words}")
-        lines.append("Answer:")
-        return "\n".join(lines) + "\n"
+        return f"{self._head}Input: {words}\nAnswer:\n"
 
     def items(self, record: dict) -> list[str]:
         """The answer's items for the record's gold spans (sentence order; spans of labels this

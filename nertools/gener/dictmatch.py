@@ -254,8 +254,7 @@ class DictionaryMatcher:
             existing = [existing[k] for k in keep]
             for s in existing:
                 taken[s[0]:s[1] + 1] = b"\x01" * (s[1] - s[0] + 1)
-        if self.rules.abbreviations and (new or existing) and "(" in words and _before_bracket(
-                words, existing, new):
+        if self.rules.abbreviations and (new or existing) and "(" in words:
             new.extend(self._abbreviations(words, existing, new, taken))
         self.matches += len(new)
         return keep, new
@@ -311,6 +310,11 @@ class DictionaryMatcher:
             by_end.setdefault(s[1], []).append((s[0], s[2]))
         for a, b, label, _ in new:
             by_end.setdefault(b, []).append((a, label))
+        last = len(words) - 1
+        if not any(e < last and words[e + 1] == "(" for e in by_end):
+            # a long form ends right before its "(" and takes the label of a span ending
+            # there: with no span before any bracket the Schwartz-Hearst search cannot fire
+            return []
         out = []
         for ls, le, ss, se in find_abbreviations(words):
             label = next((lab for a, lab in by_end.get(le, ()) if a >= ls), None)
@@ -328,19 +332,6 @@ class DictionaryMatcher:
 
 _by_tokens = itemgetter("token_start", "token_end")  # canonical spans, by token_start, token_end
 _by_first_two = itemgetter(0, 1)  # compact spans, the same order
-
-
-def _before_bracket(words: list[str], existing, new) -> bool:
-    """Whether a span ends on the token right before a "(": rule 8 can only fire then (a long
-    form ends there and its label comes from a span ending on that token), so the
-    Schwartz-Hearst search is skipped for every other record with a bracket."""
-    last = len(words) - 1
-    for group in (existing, new):
-        for s in group:
-            e = s[1]
-            if e < last and words[e + 1] == "(":
-                return True
-    return False
 
 
 def _check_token(text: str, token: dict, index: int) -> None:
