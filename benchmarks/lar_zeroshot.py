@@ -10,7 +10,9 @@ how good are its predictions once mapped to each domain's types, by
                supervised alignment, no reassignment training), direct inference: each source
                type's most-voted candidate;
 * ``+EI``    — the same tables with enhanced inference (``ner-align choose``) by a local causal
-               LM (constrained choice), on ``--ei-domains`` only (slow on CPU).
+               LM (constrained choice), on ``--ei-domains`` only (slow on CPU); with
+               ``--ei-base-url`` by a served model instead (free generation, one question per
+               sentence: ``ner-align choose --backend openai``; ``--ei-model`` is its served name).
 
 Entity micro F1 (strict, ``nertools.evaluation.evaluate`` = ner-eval) on each domain's dev set
 (or its first ``--limit`` sentences). One run (everything is deterministic).
@@ -18,6 +20,7 @@ Entity micro F1 (strict, ``nertools.evaluation.evaluate`` = ner-eval) on each do
     PYTHONPATH=$PWD python benchmarks/lar_zeroshot.py --out benchmarks/out/lar \\
         [--domains politics,science,music,literature,ai] [--ei-domains politics] [--ei-limit 200] \\
         [--ei-model smollm2-135m] [--ei-tables names,votes] [--both-orders] [--threads 1]
+        [--ei-base-url http://127.0.0.1:8081/v1 --ei-model qwen05]
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import json
 import time
 from pathlib import Path
 
-from nertools.align.choose import ChooseStats, LocalChooser, choose
+from nertools.align.choose import ChooseStats, LocalChooser, ServedChooser, choose
 from nertools.align.names import names_table
 from nertools.align.table import build_table
 from nertools.core.jsonl import read_records, write_jsonl
@@ -83,6 +86,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ei-tables", default="names,votes")
     ap.add_argument("--both-orders", action="store_true", help="EI: average over both option orders")
+    ap.add_argument("--ei-base-url", default=None, help="EI by this OpenAI-compatible server (free generation)")
+    ap.add_argument("--ei-max-tokens", type=int, default=48, help="served EI: answer length limit")
     args = ap.parse_args()
     import torch
 
@@ -114,7 +119,7 @@ def main() -> None:
         if dom in args.ei_domains.split(","):
             n = args.ei_limit or len(dev)
             gold_n, src_n = dev[:n], dev_src[:n]
-            if lm is None:
+            if lm is None and not args.ei_base_url:
                 from nertools.runtime.models import load_lm
 
                 lm = load_lm(args.ei_model, device="cpu")
@@ -122,13 +127,21 @@ def main() -> None:
                 if name not in args.ei_tables.split(","):
                     continue
                 direct = list(choose(copy(src_n), t, None, from_source=True))
-                chooser = LocalChooser(lm, batch_tokens=4096, cache_dir=str(out / "cache"),
-                                       both_orders=args.both_orders)
+                if args.ei_base_url:
+                    from nertools.llm.client import LLMConfig
+
+                    chooser = ServedChooser(LLMConfig(base_url=args.ei_base_url, model=args.ei_model, api_key=None,
+                                                      max_tokens=args.ei_max_tokens, timeout=300.0,
+                                                      cache_dir=str(out / "cache")),
+                                            concurrency=1)
+                else:
+                    chooser = LocalChooser(lm, batch_tokens=4096, cache_dir=str(out / "cache"),
+                                           both_orders=args.both_orders)
                 stats = ChooseStats()
                 t1 = time.time()
                 ei = list(choose(copy(src_n), t, chooser, from_source=True, stats=stats))
                 er = {"domain": dom, "table": name, "sentences": n, "model": args.ei_model,
-                      "both_orders": args.both_orders,
+                      "both_orders": args.both_orders, "served": bool(args.ei_base_url),
                       "hand": f1(gold_n, hand_map(src_n, HAND[dom])),
                       "direct": f1(gold_n, direct), "ei": f1(gold_n, ei), "asked": stats.counts["chosen"],
                       "changed": stats.changed, "seconds": round(time.time() - t1, 1),
@@ -136,10 +149,12 @@ def main() -> None:
                       if "labels" in evaluate(gold_n, direct) else None,
                       "per_type_ei": {k: round(100 * v["f1"], 1) for k, v in evaluate(gold_n, ei)["labels"].items()}
                       if "labels" in evaluate(gold_n, ei) else None}
-                write_jsonl(out / f"{dom}.{name}{'.both' if args.both_orders else ''}.ei.jsonl", ei)
+                tag_ = ('.both' if args.both_orders else '') + (f'.{args.ei_model}' if args.ei_base_url else '')
+                write_jsonl(out / f"{dom}.{name}{tag_}.ei.jsonl", ei)
                 ei_rows.append(er)
                 print(json.dumps(er), flush=True)
-    (out / ("results.both.json" if args.both_orders else "results.json")).write_text(json.dumps({"zeroshot": rows, "ei": ei_rows}, indent=1))
+    stem = "results" + (".both" if args.both_orders else "") + (f".{args.ei_model}" if args.ei_base_url else "")
+    (out / f"{stem}.json").write_text(json.dumps({"zeroshot": rows, "ei": ei_rows}, indent=1))
     print("\n| domain | dev sentences | hand mapping | names table | votes table (train gold) |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -12,7 +12,9 @@ LITSET keeps one label per label record) and verbalised from benchmarks/label_de
   * ``plain`` no phase 1 (all-minilm-l6-v2 as both encoders: "no label-interpretation training").
 
 The held-out datasets (default MIT Restaurant and WNUT-17; WNUT-16, WNUT-17's twin, is left out
-of phase 1 too) are never seen in phase 1. Phase 2 (§3.7): for k in --ks and run r (seed r), a
+of phase 1 too) are never seen in phase 1: by default one phase 1 leaves all of them out;
+``--leave-one-out`` trains one phase 1 per held-out dataset that leaves out only that dataset
+(and its twin), as LITSET's leave-one-dataset-out protocol does. Phase 2 (§3.7): for k in --ks and run r (seed r), a
 k~2k support set from the held-out train split (MIT Restaurant: its first 80%) and
 ``ner-biencoder train --objective labels --init PHASE1 --train SUPPORT --label-desc TARGET``
 (nothing frozen; the library call train_biencoder is the same code) with the target types
@@ -184,6 +186,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "litset")
     ap.add_argument("--heldout", default="mit_restaurant,wnut17")
+    ap.add_argument("--leave-one-out", action="store_true",
+                    help="one phase 1 per held-out dataset, leaving out only it (and its twin)")
     ap.add_argument("--phase1-sentences", type=int, default=1600)
     ap.add_argument("--phase1-steps", type=int, default=100)
     ap.add_argument("--phase1-lr", type=float, default=5e-5)
@@ -213,21 +217,28 @@ def main() -> None:
     excluded = set(heldout) | {t for h in heldout for t in TWINS.get(h, ())}
     ks = [int(k) for k in args.ks.split(",")]
     steps_for = {int(a): int(b) for a, b in (x.split(":") for x in args.fewshot_steps.split(","))}
-    records, infos, sources = phase1_data(excluded, args.phase1_sentences)
-    info = {"phase1": {"sources": sources, "excluded": sorted(excluded), "sentences": len(records),
-                       "labels": len({s["label"] for r in records for s in r["spans"]}),
-                       "steps": args.phase1_steps, "lr": args.phase1_lr, "batch_size": 16}}
-    log(json.dumps(info))
-    phase1 = {}
     common = {"max_steps": args.phase1_steps, "lr": args.phase1_lr, "batch_size": 16, "seed": 0, "freeze_layers": 0}
-    for variant, verbalize in (("desc", "mixed"), ("names", "names")):
-        out = args.out / f"phase1-{variant}"
-        if not (out / "nertools.json").is_file():
-            secs = train({"model": "all-minilm-l6-v2", "verbalize": verbalize, **common}, records, infos, out,
-                         args.threads)
-            log(f"phase 1 {variant}: {secs:.0f} s")
-            info["phase1"][f"{variant}_seconds"] = round(secs)
-        phase1[variant] = out
+    # One phase 1 for all held-out datasets (each excluded from it, with its twins), or with
+    # --leave-one-out one per held-out dataset that excludes only that dataset and its twins.
+    groups = ({h: {h} | TWINS.get(h, set()) for h in heldout} if args.leave_one_out else {"all": excluded})
+    info = {"phase1": {}, "leave_one_out": args.leave_one_out}
+    phase1 = {}   # (held-out dataset, variant) -> model dir
+    for group, excl in groups.items():
+        records, infos, sources = phase1_data(excl, args.phase1_sentences)
+        gi = info["phase1"][group] = {
+            "sources": sources, "excluded": sorted(excl), "sentences": len(records),
+            "labels": len({s["label"] for r in records for s in r["spans"]}),
+            "steps": args.phase1_steps, "lr": args.phase1_lr, "batch_size": 16}
+        log(json.dumps({group: gi}))
+        for variant, verbalize in (("desc", "mixed"), ("names", "names")):
+            out = args.out / (f"phase1-{variant}" if group == "all" else f"phase1-{group}-{variant}")
+            if not (out / "nertools.json").is_file():
+                secs = train({"model": "all-minilm-l6-v2", "verbalize": verbalize, **common}, records, infos, out,
+                             args.threads)
+                log(f"phase 1 {group} {variant}: {secs:.0f} s")
+                gi[f"{variant}_seconds"] = round(secs)
+            for h in (heldout if group == "all" else [group]):
+                phase1[h, variant] = out
     models = ["desc", "names", "plain"]
     data = {h: eval_split(h, args.eval_size) for h in heldout}
     rows = []
@@ -240,7 +251,7 @@ def main() -> None:
     for h, (pool, evalset) in data.items():   # zero-shot
         for m in ("desc", "names"):
             t = time.time()
-            sc = score(phase1[m], evalset, label_infos(h, m))
+            sc = score(phase1[h, m], evalset, label_infos(h, m))
             rows.append({"model": m, "dataset": h, "k": 0, "run": 0, **sc})
             log(f"zero-shot {m} {h}: {sc} ({time.time() - t:.0f} s)")
             save()
@@ -255,7 +266,7 @@ def main() -> None:
                     if m == "plain":
                         kw["model"] = "all-minilm-l6-v2"
                     else:
-                        kw["init"] = str(phase1[m])
+                        kw["init"] = str(phase1[h, m])
                     out = args.out / "fewshot-tmp"
                     secs = train(kw, s.records, target, out, args.threads)
                     sc = score(out, evalset, target)

@@ -14,8 +14,8 @@ import torch
 
 from nertools.annotate import prompts as P
 from nertools.annotate.backends import LocalBackend
-from nertools.annotate.parsing import (find_occurrences, parse_answer, parse_brackets, parse_label_lines,
-                                       parse_nuner, place_items)
+from nertools.annotate.parsing import (find_occurrences, item_counts, parse_answer, parse_brackets,
+                                       parse_label_lines, parse_nuner, place_items)
 from nertools.annotate.run import annotate_record, annotate_stream, done_ids, reparse_record
 from nertools.core.record import normalize_record
 from nertools.runtime.models import LoadedLM
@@ -134,6 +134,38 @@ def test_find_occurrences_exact_word_sequences():
     r3 = normalize_record({"tokens": ["He", "lives", "in", "the", "U.S.", "now"]})
     assert find_occurrences("U.S.", r3["tokens"]) == [(4, 4)]
     assert find_occurrences("U. S.", r3["tokens"]) == []
+
+
+def test_case_fallback_finds_lower_cased_text_only_when_the_exact_words_are_absent(tmp_path):
+    text = "i want a table at pizza hut near new york , not at Pizza Palace"
+    r = rec(text)
+    assert find_occurrences("Pizza Hut", r["tokens"]) == []
+    assert find_occurrences("Pizza Hut", r["tokens"], ignore_case=True) == [(5, 6)]
+    assert find_occurrences("PIZZA", r["tokens"], ignore_case=True) == [(5, 5), (13, 13)]
+    assert find_occurrences("Pizzahut", r["tokens"], ignore_case=True) == []   # still words
+    items = parse_nuner("Pizza Hut <> restaurant\nNew York <> city\nPizza Palace <> restaurant\n"
+                        "Pizza <> food\nBurger King <> restaurant", text)
+    assert [s["label"] for s in place_items([dict(i) for i in items], r)] == ["restaurant"]  # exact only
+    spans = place_items(items, r, case_fallback=True)
+    # the record's own tokens and spelling; "Pizza" has an exact occurrence, so no folding for it
+    assert [(text[s["start"]:s["end"]], s["label"]) for s in spans] == \
+        [("pizza hut", "restaurant"), ("new york", "city"), ("Pizza Palace", "restaurant")]
+    assert [i.get("match") for i in items] == ["ignore_case", "ignore_case", None, None, None]
+    assert [i["status"] for i in items] == ["placed", "placed", "placed", "overlap", "not_found"]
+    assert item_counts(items)["ignore_case"] == 2 and "ignore_case" not in item_counts(items[2:])
+    # through the command: --reparse --case-fallback on a stored answer, counted on stderr
+    t = P.nuner_prompt()
+    stored = annotate_record(r, "Pizza Hut <> restaurant\nBurger King <> restaurant", t.identity(),
+                             backend="openai", model="m")
+    assert stored["spans"] == [] and stored["meta"]["annotate"]["not_found"] == 2
+    f = tmp_path / "stored.jsonl"
+    f.write_text(json.dumps(stored) + "\n")
+    out = _cli("--reparse", "--case-fallback", str(f))
+    assert out.returncode == 0, out.stderr
+    again = json.loads(out.stdout)
+    assert [text[s["start"]:s["end"]] for s in again["spans"]] == ["pizza hut"]
+    assert again["meta"]["annotate"] == {**again["meta"]["annotate"], "placed": 1, "not_found": 1, "ignore_case": 1}
+    assert "1 found ignoring case" in out.stderr and "hallucination rate 50.0%" in out.stderr
 
 
 def test_place_items_statuses_and_non_overlapping_selection():

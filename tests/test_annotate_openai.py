@@ -281,8 +281,10 @@ def test_resume_after_a_kill(server, tmp_path):
     assert r.returncode == 0, r.stderr
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
     assert sorted(ids, key=lambda s: int(s[1:])) == [f"s{i}" for i in range(30)] and len(set(ids)) == 30
-    # records done before the kill were skipped; any answered but not written came from the cache
-    assert len(server.requests) - sent_before <= 30 - len(done)
+    # records done before the kill were skipped; any answered but not written came from the cache.
+    # The killed run had one request in flight (--concurrency 1); on a loaded machine the server
+    # may read it only after the kill, so it can be counted after sent_before: hence the + 1.
+    assert len(server.requests) - sent_before <= 30 - len(done) + 1
 
 
 def test_structured_output_and_fallback_to_text(server, tmp_path):

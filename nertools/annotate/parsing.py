@@ -11,7 +11,12 @@ An *item* is one thing the model said: ``{"text", "label", ["description"], "lin
 
 Positions come only from an exact, case-sensitive match of the item's words against the
 record's tokens (all occurrences): nothing in the answer or the corpus can put a span at an
-offset whose text differs from the item's, or off token boundaries.
+offset whose text differs from the item's, or off token boundaries. Opt-in
+(``case_fallback``, ``ner-annotate --case-fallback``): an item with no exact occurrence is
+looked up once more ignoring case (``str.lower`` on both sides, token by token: lower-cased
+corpora such as the MIT sets, where a model writes "Pizza Hut" for "pizza hut"); such an
+item carries ``"match": "ignore_case"`` and is counted apart (``ignore_case`` in the counts).
+The span still covers the record's own tokens, in the record's spelling.
 
 The ``spans`` selection (non-overlapping): occurrences are taken longest first (in tokens),
 ties broken by the item's order in the answer, then left to right; an occurrence that shares
@@ -183,24 +188,27 @@ def parse_answer(answer: str, parser: str, *, sentence: str = "", labels: Sequen
 
 # --------------------------------------------------------------------------- alignment
 
-def find_occurrences(entity: str, tokens: Sequence[dict]) -> list[tuple[int, int]]:
+def find_occurrences(entity: str, tokens: Sequence[dict], *, ignore_case: bool = False) -> list[tuple[int, int]]:
     """Every ``(token_start, token_end)`` (inclusive) whose tokens spell ``entity`` exactly
-    (case-sensitive; whitespace in ``entity`` exactly where the text has it between tokens,
-    except that tokens which touch in the text may be written with a space between them)."""
+    (case-sensitive unless ``ignore_case``: then both sides are compared ``str.lower``-ed;
+    whitespace in ``entity`` exactly where the text has it between tokens, except that tokens
+    which touch in the text may be written with a space between them)."""
+    fold = str.lower if ignore_case else (lambda x: x)
     chars = []           # the entity's characters without whitespace
     space_before = set()  # indices into chars that follow whitespace
     for ch in entity.strip():
         if ch.isspace():
             space_before.add(len(chars))
         else:
-            chars.append(ch)
+            chars.extend(fold(ch))
     target = "".join(chars)
     if not target:
         return []
     out = []
     n = len(tokens)
+    texts = [fold(t["text"]) for t in tokens] if ignore_case else [t["text"] for t in tokens]
     for i in range(n):
-        t0 = tokens[i]["text"]
+        t0 = texts[i]
         if not target.startswith(t0) or not t0:
             continue
         pos = len(t0)
@@ -211,7 +219,7 @@ def find_occurrences(entity: str, tokens: Sequence[dict]) -> list[tuple[int, int
             if j >= n:
                 ok = False
                 break
-            tj = tokens[j]["text"]
+            tj = texts[j]
             if not tj or not target.startswith(tj, pos):
                 ok = False
                 break
@@ -222,7 +230,7 @@ def find_occurrences(entity: str, tokens: Sequence[dict]) -> list[tuple[int, int
         spaced = set()  # boundaries where the text has whitespace: the entity must too
         p = 0
         for k in range(i, j + 1):
-            p += len(tokens[k]["text"])
+            p += len(texts[k])
             boundaries.add(p)
             if k < j and tokens[k + 1]["start"] > tokens[k]["end"]:
                 spaced.add(p)
@@ -231,15 +239,18 @@ def find_occurrences(entity: str, tokens: Sequence[dict]) -> list[tuple[int, int
     return out
 
 
-def place_items(items: list[dict], record: dict, *, labels: Sequence[str] | None = None) -> list[dict]:
+def place_items(items: list[dict], record: dict, *, labels: Sequence[str] | None = None,
+                case_fallback: bool = False) -> list[dict]:
     """Set each item's ``status`` and ``occurrences``; return the non-overlapping ``spans``
-    (see the module docstring for the rule)."""
+    (see the module docstring for the rule; ``case_fallback``: the case-insensitive second
+    look-up of items with no exact occurrence)."""
     tokens = record["tokens"]
     text = record["text"]
     allowed = set(labels) if labels else None
     cands = []
     for order, it in enumerate(items):
         it.pop("occurrences", None)
+        it.pop("match", None)
         if allowed is not None and it["label"] not in allowed:
             it["status"] = "unknown_label"
             continue
@@ -247,6 +258,10 @@ def place_items(items: list[dict], record: dict, *, labels: Sequence[str] | None
             it["status"] = "input_markup"
             continue
         occ = find_occurrences(it["text"], tokens)
+        if not occ and case_fallback:
+            occ = find_occurrences(it["text"], tokens, ignore_case=True)
+            if occ:
+                it["match"] = "ignore_case"
         if not occ:
             it["status"] = "not_found"
             continue
@@ -274,5 +289,7 @@ def item_counts(items: Sequence[dict]) -> dict[str, int]:
               "input_markup": 0}
     for it in items:
         counts[it["status"]] = counts.get(it["status"], 0) + 1
+        if it.get("match") == "ignore_case":
+            counts["ignore_case"] = counts.get("ignore_case", 0) + 1
     return counts
 

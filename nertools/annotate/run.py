@@ -9,6 +9,8 @@ Each output record is the input record with
 * ``meta["annotate"]``: the item counts of the record (``items``, ``placed``, ``not_found``, ...).
 
 NuNER's filter drops a record when an item's concept is literally "concept" (counted).
+``case_fallback`` places items with no exact occurrence case-insensitively (marked and counted;
+see :mod:`nertools.annotate.parsing`).
 :func:`reparse_record` redoes the parsing of a stored answer without a model.
 """
 
@@ -34,6 +36,7 @@ class RunStats:
     not_found: int = 0
     unknown_label: int = 0
     overlap: int = 0
+    ignore_case: int = 0      # placed by the case-insensitive fallback
     cache_hits: int = 0
     seconds: float = 0.0
     first_failure: str | None = None
@@ -54,7 +57,8 @@ class RunStats:
         if self.failed:
             parts.append(f"{self.failed} without an answer (first: {self.first_failure})")
         parts.append(f"{self.items} items, {self.placed} placed, {self.overlap} overlapping, "
-                     f"{self.unknown_label} with another label, {self.not_found} not found in the text")
+                     f"{self.unknown_label} with another label, {self.not_found} not found in the text"
+                     + (f", {self.ignore_case} found ignoring case" if self.ignore_case else ""))
         if rate is not None:
             parts.append(f"hallucination rate {100 * rate:.1f}%")
         if self.cache_hits:
@@ -66,11 +70,12 @@ class RunStats:
 
 
 def annotate_record(record: dict, answer: str, prompt_id: dict, *, backend: str, model: str,
-                    finish_reason: str | None = None, max_items: int = DEFAULT_MAX_ITEMS) -> dict:
+                    finish_reason: str | None = None, max_items: int = DEFAULT_MAX_ITEMS,
+                    case_fallback: bool = False) -> dict:
     """The annotated copy of ``record`` for a raw ``answer``."""
     items, fmt = parse_answer(answer, prompt_id["parser"], sentence=record["text"], labels=prompt_id.get("labels"),
                               max_items=max_items, truncated=finish_reason == "length")
-    spans = place_items(items, record, labels=prompt_id.get("labels"))
+    spans = place_items(items, record, labels=prompt_id.get("labels"), case_fallback=case_fallback)
     out = dict(record)
     out["spans"] = spans
     out["annotation"] = {"prompt": prompt_id, "backend": backend, "model": model, "completion": answer,
@@ -91,12 +96,12 @@ def check_stored(record: dict) -> dict:
     return record
 
 
-def reparse_record(record: dict, *, max_items: int = DEFAULT_MAX_ITEMS) -> dict:
+def reparse_record(record: dict, *, max_items: int = DEFAULT_MAX_ITEMS, case_fallback: bool = False) -> dict:
     """Parse the stored answer of an annotated record again (current parser; no model)."""
     ann = check_stored(record)["annotation"]
     return annotate_record(record, ann["completion"], ann["prompt"], backend=ann.get("backend", "?"),
                            model=ann.get("model", "?"), finish_reason=ann.get("finish_reason"),
-                           max_items=max_items)
+                           max_items=max_items, case_fallback=case_fallback)
 
 
 def has_concept_concept(rec: dict) -> bool:
@@ -110,11 +115,12 @@ def _count(stats: RunStats, rec: dict) -> None:
     stats.not_found += c["not_found"]
     stats.unknown_label += c["unknown_label"]
     stats.overlap += c["overlap"]
+    stats.ignore_case += c.get("ignore_case", 0)
 
 
 def annotate_stream(records: Iterable[dict], prompt: PromptTemplate | None, backend, write: Callable[[dict], None],
                     *, reparse: bool = False, skip_ids: set | frozenset = frozenset(),
-                    drop_concept: bool = True, max_items: int = DEFAULT_MAX_ITEMS,
+                    drop_concept: bool = True, max_items: int = DEFAULT_MAX_ITEMS, case_fallback: bool = False,
                     bar=None, stats: RunStats | None = None) -> RunStats:
     """Annotate ``records`` and ``write`` each result, in input order.
 
@@ -146,7 +152,7 @@ def annotate_stream(records: Iterable[dict], prompt: PromptTemplate | None, back
     try:
         if reparse:
             for rec in todo():
-                finish(reparse_record(rec, max_items=max_items))
+                finish(reparse_record(rec, max_items=max_items, case_fallback=case_fallback))
             return stats
         assert prompt is not None and backend is not None
         pending: dict[int, dict] = {}
@@ -170,7 +176,8 @@ def annotate_stream(records: Iterable[dict], prompt: PromptTemplate | None, back
                     bar.update(1)
                 continue
             finish(annotate_record(rec, ans.content, prompt_id, backend=backend.name, model=backend.model_name,
-                                   finish_reason=ans.finish_reason, max_items=max_items))
+                                   finish_reason=ans.finish_reason, max_items=max_items,
+                                   case_fallback=case_fallback))
             if bar is not None:
                 bar.set_postfix(cache=stats.cache_hits, failed=stats.failed, refresh=False)
         return stats

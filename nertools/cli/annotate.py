@@ -115,6 +115,9 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
               help="nuner: keep sentences with an item of concept \"concept\" (the paper drops them).")
 @click.option("--max-items", type=click.IntRange(1), default=30, show_default=True,
               help="Items read per answer (small models loop).")
+@click.option("--case-fallback", is_flag=True,
+              help="Look an item up again ignoring case when its exact words are not in the text "
+                   "(lower-cased corpora); such items are marked match=ignore_case and counted.")
 @click.option("--reparse", is_flag=True,
               help="Parse the stored answers of annotated records again; no model is called.")
 @click.option("--backend", type=click.Choice(["local", "openai", "batch"]), default="local", show_default=True)
@@ -152,8 +155,8 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
 @quiet_option()
 @nertools_command(PROG)
 def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, examples_file, n_examples,
-         seed_specs, seed_files, paper_seeds, demonstration, keep_concept_concept, max_items, reparse,
-         backend, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, base_url, api_key_file,
+         seed_specs, seed_files, paper_seeds, demonstration, keep_concept_concept, max_items, case_fallback,
+         reparse, backend, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, base_url, api_key_file,
          concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured, price_prompt,
          price_completion, batch_requests, batch_results, device, dtype, threads, resume, shard, block_records,
          on_error, quiet):
@@ -232,12 +235,13 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
             info(f"resuming: {len(skip)} records already in {output} (no progress journal: by ids)")
             with AppendWriter(output) as writer:
                 annotate_stream(_records(input, policy, reparse), prompt_t, engine, writer.write, reparse=reparse,
-                                skip_ids=skip, drop_concept=not keep_concept_concept, max_items=max_items, bar=bar,
-                                stats=stats)
+                                skip_ids=skip, drop_concept=not keep_concept_concept, max_items=max_items,
+                                case_fallback=case_fallback, bar=bar, stats=stats)
         else:
             def process(block, emit):
                 annotate_stream(block, prompt_t, engine, emit, reparse=reparse,
-                                drop_concept=not keep_concept_concept, max_items=max_items, bar=bar, stats=stats)
+                                drop_concept=not keep_concept_concept, max_items=max_items,
+                                case_fallback=case_fallback, bar=bar, stats=stats)
                 if stats.fatal:
                     raise PartialBlock([], NertoolsError(_fatal_message(stats, output)))
 
