@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Batched vs one-prompt-at-a-time generation of ner-annotate's local backend: the same model,
-the same prompts, the same greedy settings; prints sentences/s for each and the ratio.
+"""Batched vs one-prompt-at-a-time generation of ner-annotate's local backend, and batched with
+the shared-prefix key-value cache (the default) vs without: the same model, the same prompts,
+the same greedy settings; prints sentences/s for each pass and the ratios.
 
     PYTHONPATH=$PWD python benchmarks/annotate_throughput.py [--n 16] [--batch-size 8]
         [--model smollm2-135m] [--max-new-tokens 32] [--threads 2] [--prompt instructmine]
+        [--passes one,batched,prefix] [--repeat 1]
 
-Both passes see identical prompts (the first N CoNLL-2003 dev sentences); the answers of the two
-passes are compared and the number that differ is printed (left padding should change none, up
-to float rounding).
+Passes: ``one`` (batch 1, no prefix cache), ``batched`` (--batch-size, no prefix cache),
+``prefix`` (--batch-size with the prefix cache). All see identical prompts (the first N
+CoNLL-2003 dev sentences); answers are compared with the first pass's and the number that
+differ is printed (left padding and the cache should change none, up to float rounding).
+--repeat R runs the passes R times in alternation (ratios per round, then their median).
 
 Measured 2026-12-02 (--n 8 --batch-size 8 --max-new-tokens 24 --threads 1, SmolLM2-135M, CPU under a
 load of 30-70 from other jobs): one-at-a-time 0.073 sentences/s, batched 0.246 sentences/s, ratio
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -39,6 +44,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", choices=["instructmine", "nuner"], default="instructmine")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--passes", default="one,batched,prefix")
+    ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     with open(DEV) as fh:
@@ -49,22 +56,36 @@ def main() -> None:
         tmpl = P.nuner_prompt()
     msgs = [tmpl.render(t) for t in texts]
     lm = load_lm(a.model, device=a.device)
-    results = {}
-    for name, bs in (("one-at-a-time", 1), (f"batched({a.batch_size})", a.batch_size)):
-        b = LocalBackend(lm, max_new_tokens=a.max_new_tokens, batch_size=bs, batch_tokens=1 << 20)
-        b.run([(0, msgs[0])]).__next__()  # warm-up
-        b.meter.completion_tokens = 0
-        t = time.perf_counter()
-        answers = [ans.content for _, ans in b.run(enumerate(msgs))]
-        secs = time.perf_counter() - t
-        results[name] = (secs, answers, b.meter.completion_tokens)
-        print(f"{name:>16}: {a.n} sentences in {secs:.1f}s = {a.n / secs:.3f} sentences/s, "
-              f"{b.meter.completion_tokens} new tokens", flush=True)
-    (s1, ans1, _), (sb, ansb, _) = results.values()
-    differ = sum(x != y for x, y in zip(ans1, ansb))
-    print(f"ratio batched / one-at-a-time: {s1 / sb:.2f}x  (model {a.model}, prompt {a.prompt}, "
-          f"max_new_tokens {a.max_new_tokens}, threads {a.threads}, device {a.device}); "
-          f"answers that differ: {differ}/{a.n}")
+    setups = {"one": (1, False), "batched": (a.batch_size, False), "prefix": (a.batch_size, True)}
+    passes = a.passes.split(",")
+    rounds = []
+    for rnd in range(a.repeat):
+        results = {}
+        for name in passes:
+            bs, cache = setups[name]
+            b = LocalBackend(lm, max_new_tokens=a.max_new_tokens, batch_size=bs, batch_tokens=1 << 20,
+                             prefix_cache=cache)
+            b.run([(0, msgs[0])]).__next__()  # warm-up
+            b.meter.completion_tokens = 0
+            t = time.perf_counter()
+            answers = [ans.content for _, ans in b.run(enumerate(msgs))]
+            secs = time.perf_counter() - t
+            results[name] = (secs, answers)
+            print(f"round {rnd + 1} {name:>8} (batch {bs}, prefix cache {'on' if cache else 'off'}): {a.n} sentences "
+                  f"in {secs:.1f}s = {a.n / secs:.3f} sentences/s, {b.meter.completion_tokens} new tokens, "
+                  f"{b.prefix_tokens_reused} prompt tokens from the prefix cache", flush=True)
+        first = results[passes[0]][1]
+        for name in passes[1:]:
+            differ = sum(x != y for x, y in zip(first, results[name][1]))
+            print(f"round {rnd + 1} {name}: answers that differ from {passes[0]}'s: {differ}/{a.n}")
+        rounds.append({n: r[0] for n, r in results.items()})
+    pairs = [("batched", "one"), ("prefix", "batched"), ("prefix", "one")]
+    for fast, slow in pairs:
+        if fast in passes and slow in passes:
+            ratios = sorted(r[slow] / r[fast] for r in rounds)
+            print(f"ratio {fast} / {slow}: median {statistics.median(ratios):.2f}x over {len(ratios)} rounds "
+                  f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f}; model {a.model}, prompt {a.prompt}, "
+                  f"max_new_tokens {a.max_new_tokens}, threads {a.threads}, device {a.device})")
 
 
 if __name__ == "__main__":

@@ -262,8 +262,8 @@ def test_local_batched_equals_one_at_a_time_and_left_pads(tiny_lm):
     t = P.instructmine_prompt([Seed.make("PER", "Masaki Yoshida")])
     texts = ["EU rejects German call .", "Peter Blackburn", "Japanese officials visited Singapore and Boston today"]
     msgs = [t.render(x) for x in texts]
-    one = LocalBackend(tiny_lm, max_new_tokens=12, batch_size=1)
-    many = LocalBackend(tiny_lm, max_new_tokens=12, batch_size=8, batch_tokens=10_000)
+    one = LocalBackend(tiny_lm, max_new_tokens=12, batch_size=1, prefix_cache=False)
+    many = LocalBackend(tiny_lm, max_new_tokens=12, batch_size=8, batch_tokens=10_000, prefix_cache=False)
     assert not one.use_chat  # no chat template: a plain completion prompt
     a1 = [a.content for _, a in one.run(enumerate(msgs))]
     a2 = [a.content for _, a in many.run(enumerate(msgs))]
@@ -271,6 +271,39 @@ def test_local_batched_equals_one_at_a_time_and_left_pads(tiny_lm):
     lengths = [len(many.encode(m)) for m in msgs]
     assert len(set(lengths)) == 3  # different lengths, so padding really happened
     assert many.meter.completion_tokens > 0 and many.meter.prompt_tokens == sum(lengths)
+    # the same answers when the shared beginning runs once as a key-value cache
+    cached = LocalBackend(tiny_lm, max_new_tokens=12, batch_size=8, batch_tokens=10_000)
+    assert [a.content for _, a in cached.run(enumerate(msgs))] == a1
+    assert cached.prefix_tokens_reused > 0 and cached.meter.prompt_tokens == sum(lengths)
+
+
+def test_local_prefix_cache_is_made_once_and_gives_the_full_prompts_answers(tiny_lm, monkeypatch):
+    import nertools.runtime.kvcache as kv
+
+    t = P.nuner_prompt()  # the Figure 3 demonstration: a long shared beginning
+    texts = [f"Sentence {i} about {w} ." for i, w in enumerate(["Paris", "the EU", "Tim Cook and Apple",
+                                                                 "Boston", "a very long list of words here",
+                                                                 "Rome", "x"])]
+    msgs = [(i, t.render(x)) for i, x in enumerate(texts)]
+    plain = LocalBackend(tiny_lm, max_new_tokens=10, batch_size=3, prefix_cache=False)
+    want = [a.content for _, a in plain.run(msgs)]
+    made = []
+    real = kv.prefix_cache
+    monkeypatch.setattr(kv, "prefix_cache", lambda lm, ids: (made.append(len(ids)), real(lm, ids))[1])
+    b = LocalBackend(tiny_lm, max_new_tokens=10, batch_size=3)   # chunks of 6: the prefix is reused
+    got = [a.content for _, a in b.run(msgs)]
+    assert got == want and all(want)
+    assert len(made) == 1 and made[0] >= 16   # one prefix for all three chunks
+    lead = made[0]
+    assert b.prefix_tokens_reused == lead * 7 and b.prefix_tokens_run == lead
+    # a prompt that does not start with the prefix gets a new one (or none): still the same answers
+    other = P.instructmine_prompt([Seed.make("PER", "Masaki Yoshida")])
+    mixed = msgs[:2] + [(9, other.render("EU rejects German call ."))]
+    assert [a.content for _, a in b.run(mixed)] == [a.content for _, a in plain.run(mixed)]
+    # too short a common beginning: no cache
+    short = LocalBackend(tiny_lm, max_new_tokens=4, min_prefix=10_000)
+    assert short.shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5]]) is None
+    assert LocalBackend(tiny_lm, prefix_cache=False).shared_prefix([[1] * 40, [1] * 40 + [2]]) is None
 
 
 def test_local_token_budget_and_too_long_prompts(tiny_lm):
@@ -287,7 +320,7 @@ def test_local_yields_each_answer_as_soon_as_its_batch_is_done(tiny_lm):
     b = LocalBackend(tiny_lm, max_new_tokens=3, batch_size=1, chunk=4)
     calls = []
     real = b.generate
-    b.generate = lambda prompts: (calls.append(len(prompts)), real(prompts))[1]
+    b.generate = lambda prompts, prefix=None: (calls.append(len(prompts)), real(prompts, prefix))[1]
     t = P.nuner_prompt(False)
     # the first job is the shortest: its batch runs first and it comes back before the others run
     it = b.run([(i, t.render(" ".join(["w"] * (i + 1)))) for i in range(4)])
@@ -424,6 +457,13 @@ def test_smollm2_end_to_end(smollm2):
     items = [i for o in out for i in o["annotation"]["items"]]
     assert any(i["status"] == "not_found" for i in items)  # the model invents entities: counted
     assert stats.not_found >= 1 and 0 < stats.hallucination_rate < 1
+    # the chat template's and the demonstration's tokens came from the shared-prefix cache,
+    # and the answers are those of the full prompts
+    assert b.prefix_tokens_run > 100 and b.prefix_tokens_reused == 2 * b.prefix_tokens_run
+    full = LocalBackend(smollm2, max_new_tokens=48, batch_size=2, prefix_cache=False)
+    again = []
+    annotate_stream(recs, P.nuner_prompt(), full, again.append)
+    assert [o["annotation"]["completion"] for o in again] == [o["annotation"]["completion"] for o in out]
 
 
 def test_an_answer_cut_by_the_length_limit_loses_its_cut_last_line():

@@ -56,7 +56,6 @@ from nertools.align.names import _norm, label_name, match_option  # noqa: F401 (
 from nertools.align.table import AlignmentTable
 from nertools.core.atomic import write_bytes_atomic
 from nertools.core.cache import cache_dir
-from nertools.errors import NertoolsError
 
 INSTRUCTION = ("Each entity below was found in the input sentence with a general type. For each entity, choose "
                "its specific type from the options given for its general type. Answer with one line per entity "
@@ -167,15 +166,6 @@ class ServedChooser:
         return [(answers, {"answer": text}) for answers, text in results]
 
 
-def _cache_kwarg(model) -> str:
-    """The forward argument that takes a key-value cache (``cache`` in transformers >= 5.2x,
-    ``past_key_values`` before)."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def default_cache_dir() -> str:
     """``align-choose/`` under the cache root (:func:`nertools.core.cache.cache_root`)."""
     return str(cache_dir("align-choose"))
@@ -257,28 +247,21 @@ class LocalChooser:
         return self.lead_ids() + self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _shared_prefix(self, text: str) -> tuple[list[int], Any]:
-        import torch
+        from nertools.runtime.kvcache import prefix_cache
 
         if self._shared is None or self._shared[2] != text:
             ids = self.shared_ids(text)
-            with torch.no_grad():
-                out = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device), use_cache=True)
-            past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-            if past is None or not hasattr(past, "batch_repeat_interleave"):
-                raise NertoolsError(f"{self.lm.name}: the model returned no reusable key-value cache "
-                                    "(use prefix_cache=False)")
-            self._shared = (ids, past, text)
+            self._shared = (ids, prefix_cache(self.lm, ids), text)
         return self._shared[0], self._shared[1]
 
     def score_rows(self, rows: list[tuple[list[int], list[int]]], shared: str | None = None) -> list[float]:
         """Summed (or mean) log-probability of each row's continuation ids after its prefix ids
         (``shared``: a text that precedes every row, run once and reused as a key-value cache;
         each row's prefix must then be non-empty)."""
-        import copy
-
         import torch
 
         from nertools.runtime.batching import pack_by_token_budget, pad_batch
+        from nertools.runtime.kvcache import cache_kwarg, repeated
 
         lengths = [len(p) + len(c) for p, c in rows]
         out = [0.0] * len(rows)
@@ -291,12 +274,11 @@ class LocalChooser:
                 if past is None:
                     logits = model(input_ids=ids, attention_mask=mask).logits.float()
                 else:
-                    cache = copy.deepcopy(past)
-                    cache.batch_repeat_interleave(len(batch))
+                    cache = repeated(past, len(batch))
                     full = torch.cat([torch.ones(len(batch), len(shared_ids), dtype=mask.dtype, device=mask.device),
                                       mask], dim=1)
                     logits = model(input_ids=ids, attention_mask=full, use_cache=True,
-                                   **{_cache_kwarg(model): cache}).logits.float()
+                                   **{cache_kwarg(model): cache}).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             for r, i in enumerate(batch):
                 p, c = rows[i]

@@ -54,13 +54,27 @@ class LocalBackend:
     prompts and ``batch_tokens`` padded tokens (prompt + ``max_new_tokens`` per row), LEFT
     padded. A prompt that does not fit the model's context with ``max_new_tokens`` is
     answered with an error (never truncated).
+
+    ``prefix_cache`` (default on): the prompts' shared beginning (instruction, demonstration,
+    examples: the longest common token prefix of a chunk's prompts, at least
+    ``min_prefix`` tokens) is run once and its key-value cache reused by every batch whose
+    prompts all start with it (:mod:`nertools.runtime.kvcache`); each row then carries only
+    its own remainder, left padded after the prefix. Greedy answers are those of the full
+    prompts. ``prefix_tokens_reused`` counts the prompt tokens taken from the cache instead of
+    being run (the prefix itself is run once each time it is made: ``prefix_tokens_run``).
     """
 
     name = "local"
 
     def __init__(self, lm, *, max_new_tokens: int = 128, batch_size: int = 8, batch_tokens: int = 4096,
-                 repetition_penalty: float = 1.0, chunk: int | None = None):
+                 repetition_penalty: float = 1.0, chunk: int | None = None, prefix_cache: bool = True,
+                 min_prefix: int = 16):
         self.lm = lm
+        self.prefix_cache = prefix_cache
+        self.min_prefix = max(1, min_prefix)
+        self._prefix: tuple[list[int], Any] | None = None   # (ids, one-row cache)
+        self.prefix_tokens_reused = 0
+        self.prefix_tokens_run = 0
         self.model_name = lm.name
         self.max_new_tokens = max_new_tokens
         self.batch_size = max(1, batch_size)
@@ -88,27 +102,41 @@ class LocalBackend:
             return list(tok(text, add_special_tokens=False)["input_ids"])
         return list(tok(flatten(messages))["input_ids"])
 
-    def generate(self, prompts: Sequence[list[int]]) -> list[Answer]:
-        """Greedy completions of token-id prompts, one batch (left padded)."""
+    def generate(self, prompts: Sequence[list[int]], prefix: tuple[list[int], Any] | None = None) -> list[Answer]:
+        """Greedy completions of token-id prompts, one batch (left padded). ``prefix``: ``(ids,
+        cache)`` of a beginning every prompt shares (and goes beyond): only the rest of each
+        prompt is run, padded on the left of that rest."""
         import torch
         from transformers import GenerationConfig
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for r, p in enumerate(prompts):
-            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[r, width - len(p):] = 1
+        from nertools.runtime.kvcache import cache_kwarg, repeated
+
+        lead = list(prefix[0]) if prefix is not None else []
+        rests = [p[len(lead):] for p in prompts]
+        width = max(len(r) for r in rests)
+        total = len(lead) + width
+        ids = torch.full((len(prompts), total), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), total), dtype=torch.long)
+        if lead:
+            ids[:, :len(lead)] = torch.tensor(lead, dtype=torch.long)
+            mask[:, :len(lead)] = 1
+        for r, rest in enumerate(rests):
+            ids[r, total - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            mask[r, total - len(rest):] = 1
         gen = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                                repetition_penalty=self.repetition_penalty, pad_token_id=self.pad_id,
                                eos_token_id=self.eos_id)
         dev = self.lm.device
+        extra = {}
+        if prefix is not None:
+            extra[cache_kwarg(self.lm.model)] = repeated(prefix[1], len(prompts))
+            self.prefix_tokens_reused += len(lead) * len(prompts)
         with torch.inference_mode():
             out = self.lm.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                         generation_config=gen)
+                                         generation_config=gen, **extra)
         answers = []
         for r, p in enumerate(prompts):
-            new = out[r, width:].tolist()
+            new = out[r, total:].tolist()
             finish = "length"
             if self.eos_id is not None and self.eos_id in new:
                 new = new[:new.index(self.eos_id)]
@@ -120,6 +148,28 @@ class LocalBackend:
             self.meter.add(Completion(text, len(p), len(new), finish))
             answers.append(a)
         return answers
+
+    def shared_prefix(self, prompts: Sequence[list[int]]) -> tuple[list[int], Any] | None:
+        """The cached prefix that every prompt starts with (and goes beyond), made anew from
+        these prompts' longest common beginning when the one in hand does not fit; None when
+        the prefix cache is off or the common beginning is shorter than ``min_prefix``."""
+        from nertools.runtime.kvcache import common_prefix_length, prefix_cache
+
+        if not self.prefix_cache or not prompts:
+            return None
+        if self._prefix is not None:
+            lead = self._prefix[0]
+            if all(len(p) > len(lead) and p[:len(lead)] == lead for p in prompts):
+                return self._prefix
+        if len(prompts) < 2:
+            return None
+        n = common_prefix_length(prompts)
+        if n < self.min_prefix:
+            return None
+        lead = list(prompts[0][:n])
+        self._prefix = (lead, prefix_cache(self.lm, lead))
+        self.prefix_tokens_run += n
+        return self._prefix
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices grouped into batches: by length, within ``batch_size`` and ``batch_tokens``."""
@@ -145,9 +195,11 @@ class LocalBackend:
                 else:
                     ok.append(i)
             done = 0
+            prefix = self.shared_prefix([encoded[i] for i in ok])
+            # the budget counts the shared prefix in every row: its cache is repeated per row
             for batch in self.batches([len(encoded[i]) for i in ok]):
                 idx = [ok[b] for b in batch]
-                for i, a in zip(idx, self.generate([encoded[i] for i in idx])):
+                for i, a in zip(idx, self.generate([encoded[i] for i in idx], prefix)):
                     answers[i] = a
                 while done < len(chunk) and answers[done] is not None:  # in order, as soon as ready
                     yield chunk[done][0], answers[done]

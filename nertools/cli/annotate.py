@@ -132,6 +132,9 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
               help="local: padded tokens per batch (prompt + new tokens, per row).")
 @click.option("--repetition-penalty", type=FiniteFloat(min=1.0), default=1.0, show_default=True,
               help="local: >1 discourages loops in small models (1.0 = plain greedy).")
+@click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
+              help="local: run the prompts' shared beginning (instruction, demonstration, examples) "
+                   "once and reuse its key-value cache; the same greedy answers.")
 @llm_client_options
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
               help="openai: file whose first line is the API key (else env OPENAI_API_KEY).")
@@ -156,9 +159,9 @@ def build_prompt(prompt, prompt_file, parse, labels, definitions, examples, seed
 @nertools_command(PROG)
 def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, examples_file, n_examples,
          seed_specs, seed_files, paper_seeds, demonstration, keep_concept_concept, max_items, case_fallback,
-         reparse, backend, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, base_url, api_key_file,
-         concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured, price_prompt,
-         price_completion, batch_requests, batch_results, device, dtype, threads, resume, shard, block_records,
+         reparse, backend, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, prefix_cache,
+         base_url, api_key_file, concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured,
+         price_prompt, price_completion, batch_requests, batch_results, device, dtype, threads, resume, shard, block_records,
          on_error, quiet):
     """Annotate JSONL records with an LLM and write them with spans.
 
@@ -216,7 +219,8 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
         if not model:
             raise click.UsageError("--model is required (except with --reparse)")
         engine = _backend(backend, prompt_t, model=model, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                          batch_tokens=batch_tokens, repetition_penalty=repetition_penalty, base_url=base_url,
+                          batch_tokens=batch_tokens, repetition_penalty=repetition_penalty,
+                          prefix_cache=prefix_cache, base_url=base_url,
                           api_key_file=api_key_file, concurrency=concurrency, timeout=timeout, retries=retries,
                           retry_wait=retry_wait, cache_dir=cache_dir, no_cache=no_cache, structured=structured,
                           batch_requests=batch_requests, batch_results=batch_results, device=device,
@@ -264,6 +268,10 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
             cost = m.cost(price_prompt, price_completion)
             if cost is not None:
                 line += f"; cost {cost:.4f} at the given prices per 1k tokens"
+            reused = getattr(engine, "prefix_tokens_reused", 0)
+            if reused:
+                line += (f"; {reused} prompt tokens from the shared-prefix cache "
+                         f"({engine.prefix_tokens_run} run to make it)")
             click.echo(line, err=True)
     if stats.fatal:
         raise NertoolsError(_fatal_message(stats, output))
@@ -286,7 +294,8 @@ def _records(path, policy, reparse):
                           policy=policy)
 
 
-def _backend(kind, prompt_t, *, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, base_url,
+def _backend(kind, prompt_t, *, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, prefix_cache,
+             base_url,
              api_key_file, concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured,
              batch_requests, batch_results, device, dtype, threads, info):
     from nertools.annotate import backends as B
@@ -303,7 +312,7 @@ def _backend(kind, prompt_t, *, model, max_new_tokens, batch_size, batch_tokens,
         if lm.kind != CAUSAL:
             raise NertoolsError(f"model {model!r} is a masked LM; ner-annotate needs a causal (generative) LM")
         eng = B.LocalBackend(lm, max_new_tokens=max_new_tokens, batch_size=batch_size, batch_tokens=batch_tokens,
-                             repetition_penalty=repetition_penalty)
+                             repetition_penalty=repetition_penalty, prefix_cache=prefix_cache)
         info(f"{model}: {'chat template' if eng.use_chat else 'plain completion prompt'}, "
              f"context {eng.context or 'unknown'}")
         return eng
