@@ -137,11 +137,16 @@ def with_concepts(records: Path, out: Path) -> tuple[Path, int]:
     return out, len(kept)
 
 
-def pretrain(name: str, records: Path, out: Path, steps: int, threads: int, lr: float | None = None) -> str:
+def pretrain(name: str, records: Path, out: Path, steps: int, threads: int, lr: float | None = None,
+             epochs: float | None = None) -> str:
+    """Concept pre-training into OUT/NAME (kept: a finished one is reused); ``epochs``: the
+    number of steps is then epochs x sentences / 16 (the batch size), rounded up."""
     target = out / name
     if not (target / "nertools.json").is_file():
         records, n = with_concepts(records, out / f"{name}.train.jsonl")
-        log(f"pre-training {name} on {n} sentences with a concept")
+        if epochs:
+            steps = max(1, -(-int(epochs * n) // 16))
+        log(f"pre-training {name} on {n} sentences with a concept, {steps} steps of 16")
         cmd = ["ner-biencoder", "train", "--objective", "concepts", "--train", str(records),
                "--model", "all-minilm-l6-v2", "--out", str(target), "--max-steps", str(steps),
                "--threads", str(threads), "--seed", "0", "-q"] + (["--lr", str(lr)] if lr else [])
@@ -248,6 +253,8 @@ def main() -> None:
     ap.add_argument("--gold-concepts", type=int, default=0, metavar="N",
                     help="also pre-train on N gold-typed sentences of the other shared datasets (model 'gold-concepts')")
     ap.add_argument("--pretrain-steps", type=int, default=100)
+    ap.add_argument("--pretrain-epochs", type=float, default=None,
+                    help="instead of --pretrain-steps: epochs over each pre-training set (batch 16)")
     ap.add_argument("--pretrain-lr", type=float, default=None, help="default: ner-biencoder's (3e-5 for concepts)")
     ap.add_argument("--datasets", default=",".join(EVAL_DATASETS))
     ap.add_argument("--ks", default="1,2,4,8,16")
@@ -274,8 +281,10 @@ def main() -> None:
     for spec in args.pretrain:
         name, records = spec.split("=", 1)
         info["pretraining"][name] = {"records": records, **annotation_stats(Path(records)),
-                                     "steps": args.pretrain_steps, "lr": args.pretrain_lr}
-        models[name] = pretrain(name, Path(records), args.out, args.pretrain_steps, args.threads, args.pretrain_lr)
+                                     "steps": args.pretrain_steps, "epochs": args.pretrain_epochs,
+                                     "lr": args.pretrain_lr}
+        models[name] = pretrain(name, Path(records), args.out, args.pretrain_steps, args.threads, args.pretrain_lr,
+                                args.pretrain_epochs)
     if args.gold_concepts:
         path = args.out / "gold_concepts.jsonl"
         info["pretraining"]["gold-concepts"] = {"records": str(path), **gold_concepts(args.gold_concepts, path),
