@@ -281,7 +281,8 @@ def main() -> None:
     for spec in args.pretrain:
         name, records = spec.split("=", 1)
         info["pretraining"][name] = {"records": records, **annotation_stats(Path(records)),
-                                     "steps": args.pretrain_steps, "epochs": args.pretrain_epochs,
+                                     "steps": None if args.pretrain_epochs else args.pretrain_steps,
+                                     "epochs": args.pretrain_epochs,
                                      "lr": args.pretrain_lr}
         models[name] = pretrain(name, Path(records), args.out, args.pretrain_steps, args.threads, args.pretrain_lr,
                                 args.pretrain_epochs)
