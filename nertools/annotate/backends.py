@@ -109,20 +109,15 @@ class LocalBackend:
         import torch
         from transformers import GenerationConfig
 
+        from nertools.runtime.batching import pad_batch
         from nertools.runtime.kvcache import cache_kwarg, repeated
 
         lead = list(prefix[0]) if prefix is not None else []
-        rests = [p[len(lead):] for p in prompts]
-        width = max(len(r) for r in rests)
-        total = len(lead) + width
-        ids = torch.full((len(prompts), total), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), total), dtype=torch.long)
-        if lead:
-            ids[:, :len(lead)] = torch.tensor(lead, dtype=torch.long)
-            mask[:, :len(lead)] = 1
-        for r, rest in enumerate(rests):
-            ids[r, total - len(rest):] = torch.tensor(rest, dtype=torch.long)
-            mask[r, total - len(rest):] = 1
+        ids, mask = pad_batch([p[len(lead):] for p in prompts], self.pad_id, side="left")
+        if lead:  # the shared prefix, unpadded, before each row's left-padded rest
+            ids = torch.cat([torch.tensor([lead] * len(prompts), dtype=ids.dtype), ids], dim=1)
+            mask = torch.cat([torch.ones(len(prompts), len(lead), dtype=mask.dtype), mask], dim=1)
+        total = ids.shape[1]
         gen = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                                repetition_penalty=self.repetition_penalty, pad_token_id=self.pad_id,
                                eos_token_id=self.eos_id)

@@ -161,8 +161,8 @@ def main(input, output, prompt, prompt_file, parse, label_specs, labels_file, ex
          seed_specs, seed_files, paper_seeds, demonstration, keep_concept_concept, max_items, case_fallback,
          reparse, backend, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, prefix_cache,
          base_url, api_key_file, concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured,
-         price_prompt, price_completion, batch_requests, batch_results, device, dtype, threads, resume, shard, block_records,
-         on_error, quiet):
+         price_prompt, price_completion, batch_requests, batch_results, device, dtype, threads, resume, shard,
+         block_records, on_error, quiet):
     """Annotate JSONL records with an LLM and write them with spans.
 
     Each output record keeps every parsed item (with its status: placed, overlap, not_found,
@@ -295,8 +295,7 @@ def _records(path, policy, reparse):
 
 
 def _backend(kind, prompt_t, *, model, max_new_tokens, batch_size, batch_tokens, repetition_penalty, prefix_cache,
-             base_url,
-             api_key_file, concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured,
+             base_url, api_key_file, concurrency, timeout, retries, retry_wait, cache_dir, no_cache, structured,
              batch_requests, batch_results, device, dtype, threads, info):
     from nertools.annotate import backends as B
     from nertools.llm.client import LLMConfig, default_cache_dir, read_api_key
