@@ -77,3 +77,58 @@ def _not_quiet():
     set_quiet(False)
     yield
     set_quiet(False)
+
+
+# --- Tiny models shared by the ner-align tests -----------------------------------------------
+
+
+def tiny_bert(num_labels):
+    """A random 2-layer BERT token classifier (MiniLM's vocabulary size)."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=num_labels)
+    return BertForTokenClassification(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_source_tagger(tmp_path_factory):
+    """A tiny BERT tagger on 24 real CoNLL sentences (LOC/MISC/ORG/PER), written by ner-selftrain."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from nertools.runtime.models import resolve_model_path
+    from nertools.tagging.train import TrainArgs, train_tagger
+
+    d = tmp_path_factory.mktemp("src")
+    backbone = d / "tiny-bert"
+    tiny_bert(2).bert.save_pretrained(backbone)  # a bare encoder, like MiniLM's folder
+    AutoTokenizer.from_pretrained(resolve_model_path("all-minilm-l6-v2")).save_pretrained(backbone)
+    with open(SHARED / "data" / "conll2003" / "train.jsonl", encoding="utf-8") as fh:
+        recs = [r for r in (json.loads(next(fh)) for _ in range(80)) if r["spans"]][:24]
+    out = d / "tagger"
+    train_tagger(TrainArgs(model=str(backbone), max_steps=3, batch_size=8, lr=1e-3), recs, recs, out,
+                 log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama causal LM folder (the tiny RoBERTa fixture's tokenizer)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(SHARED / "fixtures" / "xner-official" / "roberta-tiny-random"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    d = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d

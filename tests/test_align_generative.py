@@ -224,24 +224,6 @@ def toy_records():
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg)
-    d = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
 def run(*args, check=True):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     exe = Path(sys.executable).parent / "ner-align"

@@ -11,6 +11,7 @@ import pytest
 
 from nertools.align.reassign import aligned_rows, find_head, reinit_head
 from nertools.tagging.tagger import LabelScheme
+from tests.conftest import tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -18,16 +19,6 @@ SOURCE = LabelScheme(("LOC", "MISC", "ORG", "PER"))
 TARGET = LabelScheme(("country", "election", "person", "politicalparty", "politician", "spaceship"))
 ASSIGN = {"country": "LOC", "election": "MISC", "person": "PER", "politicalparty": "ORG", "politician": "PER",
           "spaceship": "ROBOT"}   # ROBOT: a source type the tagger does not have -> fresh rows
-
-
-def tiny_bert(num_labels):
-    import torch
-    from transformers import BertConfig, BertForTokenClassification
-
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, num_labels=num_labels)
-    return BertForTokenClassification(cfg)
 
 
 def test_aligned_rows_map_each_target_tag_to_its_source_tag():
@@ -99,26 +90,6 @@ def write_jsonl(path, recs):
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_source_tagger(tmp_path_factory):
-    """A tiny BERT tagger on 24 real CoNLL sentences, written by ner-selftrain."""
-    from transformers import AutoTokenizer
-
-    from nertools.runtime.models import resolve_model_path
-
-    d = tmp_path_factory.mktemp("src")
-    backbone = d / "tiny-bert"
-    tiny_bert(2).bert.save_pretrained(backbone)  # a bare encoder, like MiniLM's folder
-    AutoTokenizer.from_pretrained(resolve_model_path("all-minilm-l6-v2")).save_pretrained(backbone)
-    from nertools.tagging.train import TrainArgs, train_tagger
-
-    recs = [r for r in read(DATA / "conll2003" / "train.jsonl", 80) if r["spans"]][:24]
-    out = d / "tagger"
-    train_tagger(TrainArgs(model=str(backbone), max_steps=3, batch_size=8, lr=1e-3), recs, recs, out,
-                 log=lambda m: None)
-    return out
-
-
 def run(exe, *args, check=True):
     """The command in-process (click's runner: no interpreter start-up per call)."""
     import torch
@@ -154,7 +125,8 @@ def test_classifier_mode_end_to_end(tiny_source_tagger, tmp_path):
     tpath.write_text(json.dumps(table))
     out = tmp_path / "target"
     p = run("ner-align", "train", "--mode", "classifier", "--source-model", tiny_source_tagger, "--table", tpath,
-            "--train", data, "--dev", data, "--out", out, "--max-steps", 2, "--threads", "1", "--batch-size", 8)
+            "--train", data, "--dev", data, "--out", out, "--max-steps", 2, "--threads", "1", "--batch-size", 8,
+            "--init-noise", 0.1)
     assert "rows copied from the source head" in p.stderr
     meta = json.loads((out / "nertools.json").read_text())
     assert meta["format"] == "nertools-tagger" and meta["labels"] == labels

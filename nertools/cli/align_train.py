@@ -89,7 +89,7 @@ def _read_table(path):
               help="generative: score only the first N dev sentences per evaluation.")
 @click.option("--max-length", type=count_type(4), default=256, show_default=True,
               help="classifier: model window in sub-tokens.")
-@click.option("--init-noise", type=FiniteFloat(0), default=0.1, show_default=True,
+@click.option("--init-noise", type=FiniteFloat(0), default=1.0, show_default=True,
               help="classifier: noise added to copied head rows, in units of the source head's weight std.")
 @device_option()
 @threads_option()
