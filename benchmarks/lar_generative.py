@@ -33,12 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def read(path):
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+from lar_reassign import DATA, fraction_sample, read  # benchmarks/ is on sys.path when run as a script
 
 
 def log(msg):
@@ -93,11 +88,8 @@ def target_data(args, seed):
     if args.target == "mit_restaurant":
         rest = read(DATA / "mit_restaurant" / "train.jsonl")
         pool, held = rest[:-1000], rest[-1000:]
-        n = round(args.fraction * len(rest))
-        idx = list(range(len(pool)))
-        random.Random(1000 * seed + n).shuffle(idx)  # the same samples as lar_reassign.py
-        return (f"gen-restaurant-{args.fraction:g}", [pool[i] for i in idx[:n]],
-                [pool[i] for i in idx[n:n + args.dev_size]], held[:args.report_size])
+        train, dev = fraction_sample(pool, round(args.fraction * len(rest)), seed, args.dev_size)
+        return f"gen-restaurant-{args.fraction:g}", train, dev, held[:args.report_size]
     train = read(DATA / args.target / "train.jsonl")
     dv = read(DATA / args.target / "dev.jsonl")
     name = "gen-" + args.target.replace("_", "-")

@@ -41,6 +41,14 @@ def read(path):
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def fraction_sample(pool, n, seed, dev_size):
+    """``(train, dev)``: ``n`` pool sentences and ``dev_size`` more, by a seed-and-size shuffle
+    (the samples of every LAR benchmark: lar_generative.py uses the same ones)."""
+    idx = list(range(len(pool)))
+    random.Random(1000 * seed + n).shuffle(idx)
+    return [pool[i] for i in idx[:n]], [pool[i] for i in idx[n:n + dev_size]]
+
+
 def build_table(gold_records, pred_records, source_labels, misc="MISC"):
     """The vote table of ``ner-align table`` (nertools.align.table.build_table), as its JSON."""
     from nertools.align.table import build_table as votes_table
@@ -90,7 +98,7 @@ def summarize(paths):
         for line in open(f, encoding="utf-8"):
             if line.startswith('{"setting"'):
                 r = json.loads(line)
-                if r["arm"] == "la":  # logs written before the arm names carried the noise
+                if r["arm"] == "la" and "parse" not in r:  # classifier logs from before the noise in arm names
                     r["arm"] = "la-noise0.1"
                 seen[(r["setting"], r["arm"], r["seed"])] = r
     rows = list(seen.values())
@@ -194,10 +202,7 @@ def main():
         for seed in [int(s) for s in args.seeds.split(",") if s]:
             for frac in fractions:
                 n = round(frac * n_total)
-                idx = list(range(len(pool)))
-                random.Random(1000 * seed + n).shuffle(idx)
-                train = [pool[i] for i in idx[:n]]
-                dev = [pool[i] for i in idx[n:n + args.dev_size]]
+                train, dev = fraction_sample(pool, n, seed, args.dev_size)
                 name = f"{short.get(ds, ds)}-{frac:g}"
                 table = table_for(f"{name}-s{seed}", train)
                 epochs = args.epochs_small if n < 200 else args.epochs_large
