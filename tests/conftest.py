@@ -15,6 +15,15 @@ _SCRIPTS = str(Path(sys.executable).parent)
 if _SCRIPTS not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _SCRIPTS + os.pathsep + os.environ.get("PATH", "")
 
+# Under pytest-xdist (make test: one worker per core) each worker, and every console script it
+# starts, uses one torch thread unless OMP_NUM_THREADS says otherwise: two workers with a
+# thread per core each would run four threads on two cores.
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

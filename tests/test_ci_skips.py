@@ -11,14 +11,14 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 
 
-def _run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, ci: str | None, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
     if ci is not None:
         env["CI"] = ci
     # load this suite's conftest.py as a plugin into a separate, tiny session
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           "-p", "conftest", "--rootdir", str(tmp_path), str(tmp_path)],
+                           "-p", "conftest", "--rootdir", str(tmp_path), *extra, str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -58,3 +58,13 @@ def test_ci_passes_without_skips(tmp_path):
     res = _run(tmp_path, "true")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout and "skipped tests fail in CI" not in res.stdout
+
+
+def test_ci_fails_on_skips_in_xdist_workers_too(tmp_path):
+    """make test runs the suite in pytest-xdist workers: their skips reach the controller's hooks."""
+    _write(tmp_path, skipping=True)
+    res = _run(tmp_path, "true", "-n", "2")
+    assert res.returncode == 1, res.stdout + res.stderr
+    listed = [ln for ln in res.stdout.splitlines() if ln.startswith("SKIPPED (counts as a failure)")]
+    assert len(listed) == 3, res.stdout
+    assert any("test_modskip.py" in ln for ln in listed)

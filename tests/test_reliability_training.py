@@ -350,6 +350,10 @@ def _wait_for(predicate, proc, what, timeout=180):
         time.sleep(0.1)
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _writing(out: Path):
     """A checkpoint write in progress: a temporary checkpoint directory holding state.pt."""
     return lambda: any((p / "state.pt").exists() for p in out.parent.glob(f".{out.name}.checkpoint.tmp-*"))
@@ -363,7 +367,10 @@ def test_d11_a_signal_during_a_checkpoint_write_leaves_a_complete_checkpoint_and
            "--max-steps", "6", "--eval-every", "2", "--batch-size", "8", "--lr", "3e-3", "--patience", "0",
            "--threads", "1", "-q"]
     env = dict(os.environ, NERTOOLS_CHECKPOINT_WRITE_PAUSE="2")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT's default action in the child, whatever this process inherited: a shell's
+    # background job ignores SIGINT, and Python then installs no KeyboardInterrupt handler
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
     try:
         _wait_for(_writing(out), proc, "the first checkpoint write")
         proc.send_signal(sig)
