@@ -11,7 +11,10 @@ Stages (each one process, each can be re-run alone; outputs under --work):
    the *source model's own generations* on that sample (``nertools.align.table.build_table``,
    what ``ner-align table`` runs), train the arms named by --arms from WORK/source, and score
    each on the report set (strict entity micro F1). One JSON line per run on stderr
-   (``{"setting": ...}``), the lines ``lar_reassign.py --summarize`` reads.
+   (``{"setting": ...}``), the lines ``lar_reassign.py --summarize`` reads. The LA arm's report
+   generations are also parsed under each off-candidate policy of --policies (``ner-align
+   train --off-candidate``; arms ``la-default``, ``la-target``; training and selection used
+   ``drop``), and every arm's raw generations are kept in WORK/<setting>-<arm>-s<seed>.report.jsonl.
 
 Targets: MIT Restaurant at --fraction of train (77 sentences at 1%, counted on the full 7,660),
 sampled from train minus its last 1,000 sentences; selection on --dev-size further pool
@@ -49,20 +52,43 @@ def gen_args(args, seed, epochs):
                    batch_tokens=args.batch_tokens, device="cpu")
 
 
-def score(model_dir, records, args):
-    """Strict entity P/R/F1 of a generative directory on ``records`` (+ parse counts, seconds)."""
+def score(model_dir, records, args, save=None):
+    """Strict entity P/R/F1 of a generative directory on ``records`` (+ parse counts, seconds);
+    ``save``: a JSONL path for the raw generations (``meta.generated``), to re-parse them."""
     from nertools.align.generative import Generator
     from nertools.tagging.train import span_metrics
 
     t0 = time.time()
     gen = Generator.load(model_dir, device="cpu")
-    pred = [r["spans"] for r in gen.tag([{k: v for k, v in r.items() if k != "spans"} | {"spans": []}
-                                         for r in records], max_new_tokens=args.max_new_tokens,
-                                        batch_tokens=args.batch_tokens)]
+    out = list(gen.tag([{k: v for k, v in r.items() if k != "spans"} | {"spans": []} for r in records],
+                       max_new_tokens=args.max_new_tokens, batch_tokens=args.batch_tokens, keep_text=True))
+    pred = [r["spans"] for r in out]
     m = span_metrics(records, pred)
     m["parse"] = gen.stats.summary()
     m["seconds"] = round(time.time() - t0, 1)
+    if save is not None:
+        with open(save, "w", encoding="utf-8") as fh:
+            for r in out:
+                fh.write(json.dumps({"id": r.get("id"), "generated": r["meta"]["generated"]}) + "\n")
+    m["texts"] = [r["meta"]["generated"] for r in out]
+    m["linearizer"] = gen.meta["linearizer"]
     return m, pred
+
+
+def reparse(lin_config, texts, records, policy):
+    """Strict entity scores of stored generations parsed under another off-candidate policy."""
+    from nertools.align.linearize import Linearizer, ParseStats
+    from nertools.tagging.train import span_metrics
+
+    lin = Linearizer.from_config(lin_config, off_candidate=policy)
+    stats, pred = ParseStats(), []
+    for t, r in zip(texts, records):
+        spans, st = lin.parse(t, r) if r["tokens"] else ([], ParseStats())
+        stats.add(st)
+        pred.append(spans)
+    m = span_metrics(records, pred)
+    m["parse"] = stats.summary()
+    return m
 
 
 def stage_source(args, work):
@@ -126,13 +152,19 @@ def stage_target(args, work):
             meta = train_generative(ga, lin, train, dev, out,
                                     log=lambda m, a=arm: log(f"  [{name} {a} s{seed}] {m}"))
             train_s = round(time.time() - t0, 1)
-            m, _ = score(out, report, args)
-            log(json.dumps({"setting": name, "arm": arm, "seed": seed, "train": len(train), "dev": len(dev),
-                            "report": len(report), "dev_f1": meta["dev_metrics"]["f1"], "f1": m["f1"],
-                            "precision": m["precision"], "recall": m["recall"], "best_step": meta["best_step"],
-                            "seconds": round(train_s + m["seconds"], 1), "train_seconds": train_s,
-                            "parse": m["parse"],
-                            "per_label": {k: v["f1"] for k, v in m["per_label"].items()}}))
+            m, _ = score(out, report, args, save=work / f"{name}-{arm}-s{seed}.report.jsonl")
+            row = {"setting": name, "arm": arm, "seed": seed, "train": len(train), "dev": len(dev),
+                   "report": len(report), "dev_f1": meta["dev_metrics"]["f1"], "f1": m["f1"],
+                   "precision": m["precision"], "recall": m["recall"], "best_step": meta["best_step"],
+                   "seconds": round(train_s + m["seconds"], 1), "train_seconds": train_s,
+                   "parse": m["parse"], "per_label": {k: v["f1"] for k, v in m["per_label"].items()}}
+            log(json.dumps(row))
+            # the same generations under the other off-candidate policies (selection used "drop")
+            for policy in [p for p in args.policies.split(",") if p and p != "drop"] if arm == "la" else []:
+                r = reparse(m["linearizer"], m["texts"], report, policy)
+                log(json.dumps(dict(row, arm=f"la-{policy}", f1=r["f1"], precision=r["precision"],
+                                    recall=r["recall"], parse=r["parse"],
+                                    per_label={k: v["f1"] for k, v in r["per_label"].items()})))
             if not args.keep:
                 import shutil
 
@@ -166,6 +198,9 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-tokens", type=int, default=4096)
     ap.add_argument("--keep", action="store_true", help="keep the target-stage model directories")
+    ap.add_argument("--policies", default="drop,default,target",
+                    help="LA: also score the report generations under these off-candidate policies "
+                         "(ner-align train --off-candidate; training and selection use drop)")
     args = ap.parse_args()
 
     import torch

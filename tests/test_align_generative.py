@@ -116,8 +116,61 @@ def test_parser_drops_spans_not_in_text_malformed_lines_and_off_table_targets():
     spans, st = lin.parse(text, rec)
     assert got(spans) == [(party["token_start"], party["token_end"], "politicalparty", "ORG")]
     assert st.as_dict() == {"items": 8, "kept": 1, "malformed": 3, "not_in_text": 1, "overlap": 0,
-                            "unknown_source": 1, "unknown_target": 1, "target_not_candidate": 1}
+                            "unknown_source": 1, "unknown_target": 1, "target_not_candidate": 1,
+                            "off_candidate_repaired": 0}
     assert st.dropped() == 7 and "target_not_candidate 1" in st.summary()
+
+
+def test_off_candidate_policies_on_a_real_sentence():
+    rec = next(r for r in politics() if any(s["label"] == "politicalparty" for s in r["spans"])
+               and any(s["label"] == "politician" for s in r["spans"]))
+    party = next(s for s in rec["spans"] if s["label"] == "politicalparty")
+    person = next(s for s in rec["spans"] if s["label"] == "politician")
+
+    def words(s):
+        return " ".join(t["text"] for t in rec["tokens"][s["token_start"]:s["token_end"] + 1])
+
+    text = "\n".join([
+        f"person : {words(party)} -> political party",   # a known target, not a candidate of person
+        f"person : {words(person)} -> politician",        # a candidate: kept under every policy
+        f"location : {words(person)} -> spaceship",       # unknown target: dropped under every policy
+    ])
+    # the table's default target of each source type (its most voted candidate)
+    default = {"PER": "politician", "ORG": "politicalparty", "LOC": "country", "MISC": "misc"}
+    res = {}
+    for policy in ("drop", "default", "target"):
+        lin = Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN, default=default, off_candidate=policy)
+        spans, st = lin.parse(text, rec)
+        res[policy] = got(spans)
+        assert st.items == 3 and st.unknown_target == 1
+        assert (st.kept, st.target_not_candidate, st.off_candidate_repaired) == (
+            (1, 1, 0) if policy == "drop" else (2, 0, 1))
+        if policy != "drop":
+            assert "1 with an off-candidate target repaired" in st.summary()
+            assert "target_not_candidate" not in st.summary() and "unknown_target 1" in st.summary()
+        # the policy and the default targets survive the model directory's config
+        again = Linearizer.from_config(json.loads(json.dumps(lin.config())))
+        assert again.off_candidate == policy and again.default == default
+        assert again.parse(text, rec)[0] == spans
+    p_ = (party["token_start"], party["token_end"])
+    q_ = (person["token_start"], person["token_end"], "politician", "PER")
+    assert res["drop"] == [q_]
+    # default: the generated source type is kept, the target becomes its default
+    assert sorted(res["default"]) == sorted([q_, p_ + ("politician", "PER")])
+    # target: the generated target is kept, its source becomes the table's
+    assert sorted(res["target"]) == sorted([q_, p_ + ("politicalparty", "ORG")])
+
+    # no default given: the first candidate; a default that is not a candidate is not used
+    lin = Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN, default={"PER": "election"})
+    assert lin.default["PER"] == "person" and lin.default["MISC"] == "election"
+    # older directories (no policy in the config) drop, as they did; an override wins
+    cfg = {k: v for k, v in lin.config().items() if k not in ("off_candidate", "default")}
+    assert Linearizer.from_config(cfg).off_candidate == "drop"
+    assert Linearizer.from_config(cfg, off_candidate="target").off_candidate == "target"
+    from nertools.errors import UsageError
+
+    with pytest.raises(UsageError, match="off-candidate"):
+        Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN, off_candidate="keep")
 
 
 def test_literal_backslash_n_separator_and_occurrence_rule():
@@ -276,6 +329,37 @@ def test_generative_trainer_learns_a_toy_task_through_the_console_scripts(tiny_l
     assert "generated item(s) kept" in pred.stderr
     assert "generated" in rows[0]["meta"]
 
+    # --off-candidate at prediction time: a copy of the model whose table no longer lists
+    # politician among PER's candidates, so the model's "person : X -> politician" is off-candidate
+    import shutil
+
+    moved = tmp_path / "gen-moved"
+    shutil.copytree(out, moved)
+    m2 = json.loads((moved / "nertools.json").read_text())
+    m2["linearizer"]["candidates"]["PER"] = ["person"]
+    m2["linearizer"]["default"]["PER"] = "person"
+    (moved / "nertools.json").write_text(json.dumps(m2))
+    n_pol = sum(1 for r in rows for s in r["spans"] if s["label"] == "politician")
+    assert n_pol >= 3
+    by_policy = {}
+    for policy in ("drop", "default", "target"):
+        res = run_here("predict", "--model", moved, data, "--threads", 1, "--max-new-tokens", 40,
+                       "--off-candidate", policy)
+        assert res.exit_code == 0, res.stderr
+        by_policy[policy] = [json.loads(line) for line in res.stdout.splitlines()]
+        if policy == "drop":
+            assert "target_not_candidate" in res.stderr
+        else:
+            assert f"{n_pol} with an off-candidate target repaired" in res.stderr
+    labels = {p: [[s["label"] for s in r["spans"]] for r in rs] for p, rs in by_policy.items()}
+    assert sum(x.count("politician") for x in labels["drop"]) == 0
+    assert sum(map(len, labels["drop"])) == sum(map(len, (r["spans"] for r in rows))) - n_pol
+    assert sum(x.count("politician") for x in labels["default"]) == 0
+    assert labels["target"] == [[s["label"] for s in r["spans"]] for r in rows]
+    # without the option the directory's own policy (drop, the default) applies
+    res = run_here("predict", "--model", moved, data, "--threads", 1, "--max-new-tokens", 40)
+    assert [json.loads(line) for line in res.stdout.splitlines()] == by_policy["drop"]
+
 
 def test_ori_and_refusals_through_the_command(tiny_llama, tmp_path):
     recs = toy_records()
@@ -300,3 +384,7 @@ def test_ori_and_refusals_through_the_command(tiny_llama, tmp_path):
     p = run_here("train", "--mode", "generative", "--ori", "--identity-target", "none", "--train", data,
                  "--dev", data, "--model", tiny_llama, "--out", tmp_path / "z")
     assert p.exit_code == 2 and "--identity-target" in p.stderr and not (tmp_path / "z").exists()
+    # so does --off-candidate (train), and at prediction time it needs a generative directory
+    p = run_here("train", "--mode", "generative", "--ori", "--off-candidate", "default", "--train", data,
+                 "--dev", data, "--model", tiny_llama, "--out", tmp_path / "z")
+    assert p.exit_code == 2 and "--off-candidate" in p.stderr and not (tmp_path / "z").exists()

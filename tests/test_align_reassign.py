@@ -149,6 +149,9 @@ def test_classifier_mode_end_to_end(tiny_source_tagger, tmp_path):
     rows = [json.loads(line) for line in pred.stdout.splitlines()]
     assert len(rows) == len(recs)
     assert all(s["source_label"] == assign[s["label"]] for r in rows for s in r["spans"])
+    # the generative parser's off-candidate policy has no meaning for a tagger: refused
+    p = run("ner-align", "predict", "--model", out, data, "--off-candidate", "default", check=False)
+    assert p.returncode == 2 and "--off-candidate" in p.stderr and p.stdout == ""
     # --ori: the same backbone, a fresh head
     ori = tmp_path / "ori"
     p = run("ner-align", "train", "--mode", "classifier", "--ori", "--source-model", tiny_source_tagger,

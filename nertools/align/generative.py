@@ -338,15 +338,18 @@ def train_generative(args: GenArgs, lin: Linearizer, train_records: Sequence[dic
 class Generator:
     """A trained generative directory (``ner-align train --mode generative``)."""
 
-    def __init__(self, model, tokenizer, meta: dict, device):
+    def __init__(self, model, tokenizer, meta: dict, device, *, off_candidate: str | None = None):
         self.model, self.tokenizer, self.meta, self.device = model, tokenizer, meta, device
-        self.lin = Linearizer.from_config(meta["linearizer"])
+        self.lin = Linearizer.from_config(meta["linearizer"], off_candidate=off_candidate)
         args = meta.get("training_args", {})
         self.max_prompt = int(args.get("max_prompt", 256))
         self.stats = ParseStats()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "auto", dtype: str = "auto") -> "Generator":
+    def load(cls, path: str | os.PathLike, *, device: str = "auto", dtype: str = "auto",
+             off_candidate: str | None = None) -> "Generator":
+        """``off_candidate``: the parser's off-candidate policy (``nertools.align.linearize``;
+        default: the one the directory was trained with)."""
         from nertools.runtime.models import CAUSAL, load_pretrained, prepare_tokenizer, resolve_device, resolve_dtype
         from nertools.runtime.progress import quiet_transformers
 
@@ -360,7 +363,7 @@ class Generator:
         prepare_tokenizer(tokenizer)
         model.to(dev)
         model.eval()
-        return cls(model, tokenizer, meta, dev)
+        return cls(model, tokenizer, meta, dev, off_candidate=off_candidate)
 
     def tag(self, records: Iterable[dict], *, max_new_tokens: int = 128, batch_tokens: int = 4096,
             chunk: int = 64, keep_text: bool = False) -> Iterator[dict]:

@@ -33,9 +33,22 @@ A sentence without entities has an empty answer (EOS only).
   words an earlier kept item already holds; a span that does not occur in the record is
   dropped (*not_in_text*), one whose every occurrence is taken is dropped (*overlap*);
 * a type name that is not one of the format's types is dropped (*unknown_source* /
-  *unknown_target*); in ``reassign`` a target type that is not among the candidates of the
-  item's source type (``candidates[source]`` of the table) is dropped
-  (*target_not_candidate*) — never silently replaced.
+  *unknown_target*);
+* in ``reassign``, a target type that is a known target but not among the candidates of the
+  item's source type (``candidates[source]`` of the table: ``organization : Pizza Hut -> dish``
+  with ``dish`` aligned to ``MISC``) is handled by the **off-candidate policy**
+  (``off_candidate``, ``ner-align train --off-candidate``), chosen at training time and kept in
+  the model directory:
+
+  - ``drop`` (the default): the item is dropped (*target_not_candidate*);
+  - ``default``: the generated source type is trusted and the target becomes that source
+    type's default target (``default[source]`` of the table: its candidate with most votes,
+    i.e. the most frequent target of that source type in the training data; methods-spec
+    §4.6); a source type without candidates is dropped as *target_not_candidate*;
+  - ``target``: the generated target type is trusted and the item's source type becomes the
+    table's ``assign[target]``.
+
+  A repaired item is kept and counted as *off_candidate_repaired* (never silently).
 
 Every drop is counted in :class:`ParseStats`; the commands report the counts on stderr and
 keep them in their metadata.
@@ -63,6 +76,7 @@ ITEM_SOURCE = " : "
 ITEM_TARGET = " -> "
 FORMATS = ("direct", "reassign")
 IDENTITY_TARGETS = ("name", "none")
+OFF_CANDIDATE = ("drop", "default", "target")  # see the module doc
 NONE_TARGET = "none"
 
 
@@ -94,6 +108,7 @@ class ParseStats:
     unknown_source: int = 0
     unknown_target: int = 0
     target_not_candidate: int = 0
+    off_candidate_repaired: int = 0  # kept (counted in ``kept`` too): see the off-candidate policy
 
     def add(self, other: "ParseStats") -> None:
         for k, v in asdict(other).items():
@@ -106,8 +121,12 @@ class ParseStats:
         return asdict(self)
 
     def summary(self) -> str:
-        parts = [f"{k} {v}" for k, v in asdict(self).items() if k not in ("items", "kept") and v]
-        return f"{self.kept} of {self.items} generated item(s) kept" + (f" (dropped: {', '.join(parts)})" if parts else "")
+        parts = [f"{k} {v}" for k, v in asdict(self).items()
+                 if k not in ("items", "kept", "off_candidate_repaired") and v]
+        return (f"{self.kept} of {self.items} generated item(s) kept"
+                + (f", {self.off_candidate_repaired} with an off-candidate target repaired"
+                   if self.off_candidate_repaired else "")
+                + (f" (dropped: {', '.join(parts)})" if parts else ""))
 
 
 @dataclass
@@ -128,6 +147,8 @@ class Linearizer:
     candidates: dict = field(default_factory=dict)
     names: dict = field(default_factory=dict)     # label -> name, filled in by __post_init__
     identity_target: str = "name"                 # "none": see the module doc
+    default: dict = field(default_factory=dict)   # source label -> its default target (the table's)
+    off_candidate: str = "drop"                   # one of OFF_CANDIDATE: see the module doc
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -145,6 +166,12 @@ class Linearizer:
                 for t in self.labels:
                     inv.setdefault(self.assign[t], []).append(t)
                 self.candidates = inv
+            # a source type's default target: the table's, else its first candidate
+            self.default = {s: (self.default[s] if self.default.get(s) in ts else ts[0])
+                            for s, ts in self.candidates.items() if ts}
+        if self.off_candidate not in OFF_CANDIDATE:
+            raise UsageError(f"unknown off-candidate policy {self.off_candidate!r} "
+                             f"(one of {', '.join(OFF_CANDIDATE)})")
         if not self.names:  # unique within each list; a source and a target may share a name
             self.names = {**name_map(self.source_labels), **name_map(self.labels)}
         self._src_by_name = {self.names[s]: s for s in self.source_labels}
@@ -188,12 +215,16 @@ class Linearizer:
     def config(self) -> dict:
         return {"format": self.format, "labels": list(self.labels), "source_labels": list(self.source_labels),
                 "assign": dict(self.assign), "candidates": {k: list(v) for k, v in self.candidates.items()},
-                "names": dict(self.names), "identity_target": self.identity_target}
+                "names": dict(self.names), "identity_target": self.identity_target,
+                "default": dict(self.default), "off_candidate": self.off_candidate}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Linearizer":
+    def from_config(cls, cfg: dict, *, off_candidate: str | None = None) -> "Linearizer":
+        """The linearizer a model directory keeps; ``off_candidate`` overrides its policy
+        (directories written before the policy existed drop, as they did then)."""
         return cls(cfg["format"], cfg["labels"], cfg.get("source_labels", ()), cfg.get("assign", {}),
-                   cfg.get("candidates", {}), cfg.get("names", {}), cfg.get("identity_target", "name"))
+                   cfg.get("candidates", {}), cfg.get("names", {}), cfg.get("identity_target", "name"),
+                   cfg.get("default", {}), off_candidate or cfg.get("off_candidate", "drop"))
 
     # ---- text
 
@@ -242,6 +273,7 @@ class Linearizer:
         spans: list[dict] = []
         for raw in split_items(text):
             stats.items += 1
+            repaired = False
             parsed = self._split(raw)
             if parsed is None:
                 stats.malformed += 1
@@ -266,8 +298,14 @@ class Linearizer:
                     stats.unknown_target += 1
                     continue
                 if label not in self.candidates.get(source, ()):
-                    stats.target_not_candidate += 1
-                    continue
+                    if self.off_candidate == "default" and source in self.default:
+                        label = self.default[source]
+                    elif self.off_candidate == "target":
+                        source = self.assign[label]
+                    else:
+                        stats.target_not_candidate += 1
+                        continue
+                    repaired = True
             needle = span_text.split()
             where = find_occurrences(words, needle) or find_occurrences(folded, [w.casefold() for w in needle])
             if not where:
@@ -287,6 +325,7 @@ class Linearizer:
                 span["source_label"] = source
             spans.append(span)
             stats.kept += 1
+            stats.off_candidate_repaired += repaired
         spans.sort(key=lambda s: s["token_start"])
         return spans, stats
 

@@ -35,6 +35,12 @@ Examples:
 """
 
 
+OFF_CANDIDATE_HELP = ("generative with --table: a generated 'source : span -> target' whose target is not a "
+                      "candidate of its source type: drop it; 'default': keep the source type, take its "
+                      "default target (the table's most voted candidate); 'target': keep the target, take "
+                      "its aligned source type. Repairs are counted.")
+
+
 def _read_table(path):
     """The parsed table of ``ner-align table`` (validated by :func:`nertools.align.table.load_table`)."""
     if path is None:
@@ -57,6 +63,8 @@ def _read_table(path):
 @click.option("--identity-target", type=click.Choice(["name", "none"]), default="name", show_default=True,
               help="generative with --table: write a target type named like its own source type "
                    "(person under PER) as its name, or as 'none' like the paper's Figure 4.")
+@click.option("--off-candidate", type=click.Choice(["drop", "default", "target"]), default="drop",
+              show_default=True, help=OFF_CANDIDATE_HELP + " Kept in the model directory.")
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Target training records with gold spans.")
 @click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -97,7 +105,7 @@ def _read_table(path):
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-align train")
-def train(mode, table_path, ori, identity_target, train_path, dev_path, model, source_model, out, epochs, max_steps, lr,
+def train(mode, table_path, ori, identity_target, off_candidate, train_path, dev_path, model, source_model, out, epochs, max_steps, lr,
           batch_size, grad_accum, warmup_ratio, eval_every, patience, seed, precision, max_prompt, max_answer,
           max_new_tokens, eval_sentences, max_length, init_noise, device, threads, resume, on_error):
     """Reassignment training (LAR step 3): fine-tune on target data so that each entity is
@@ -121,6 +129,9 @@ def train(mode, table_path, ori, identity_target, train_path, dev_path, model, s
     if identity_target != "name" and (mode != "generative" or table_path is None or ori):
         raise UsageError("--identity-target applies to the generative reassignment format only "
                          "(--mode generative --table T, without --ori)")
+    if off_candidate != "drop" and (mode != "generative" or table_path is None or ori):
+        raise UsageError("--off-candidate applies to the generative reassignment format only "
+                         "(--mode generative --table T, without --ori)")
     table = _read_table(table_path)
     policy = ErrorPolicy(on_error)
     train_records = list(read_records(train_path, policy=policy))
@@ -139,7 +150,8 @@ def train(mode, table_path, ori, identity_target, train_path, dev_path, model, s
     else:
         from nertools.align.generative import GenArgs, train_generative
 
-        lin = generative_linearizer(model, table, ori, train_records, identity_target=identity_target)
+        lin = generative_linearizer(model, table, ori, train_records, identity_target=identity_target,
+                                    off_candidate=off_candidate)
         args = GenArgs(model=model, seed=seed, lr=lr, batch_size=batch_size or 8, grad_accum=grad_accum,
                        epochs=epochs, max_steps=max_steps, warmup_ratio=warmup_ratio, eval_every=eval_every,
                        patience=patience, max_prompt=max_prompt, max_answer=max_answer,
@@ -159,7 +171,7 @@ def train(mode, table_path, ori, identity_target, train_path, dev_path, model, s
 
 
 def generative_linearizer(model: str, table: dict | None, ori: bool, train_records, *,
-                          identity_target: str = "name"):
+                          identity_target: str = "name", off_candidate: str = "drop"):
     """The format of a generative run: reassign (table, no --ori), else direct on the data's
     types; the source types listed in the prompt come from the table, else from ``model``
     when it is a generative directory of an earlier stage."""
@@ -171,7 +183,8 @@ def generative_linearizer(model: str, table: dict | None, ori: bool, train_recor
         sources, targets, assign, candidates = table_fields(table)
         if not ori:
             return Linearizer("reassign", targets, sources, assign, candidates,
-                              identity_target=identity_target)
+                              identity_target=identity_target, default=dict(table.get("default") or {}),
+                              off_candidate=off_candidate)
         return Linearizer("direct", targets, sources)
     import os
 
@@ -196,18 +209,22 @@ def generative_linearizer(model: str, table: dict | None, ori: bool, train_recor
 @click.option("--batch-tokens", type=count_type(16), default=4096, show_default=True,
               help="Token budget of a batch.")
 @click.option("--keep-text", is_flag=True, help="generative: keep each raw generation in meta.generated.")
+@click.option("--off-candidate", type=click.Choice(["drop", "default", "target"]), default=None,
+              help=OFF_CANDIDATE_HELP + " [default: the policy the model was trained with]")
 @device_option()
 @dtype_option()
 @threads_option()
 @quiet_option(expose_value=False)
 @on_error_option()
 @nertools_command("ner-align predict")
-def predict(input, output, model, max_new_tokens, batch_tokens, keep_text, device, dtype, threads, on_error):
+def predict(input, output, model, max_new_tokens, batch_tokens, keep_text, off_candidate, device, dtype, threads,
+            on_error):
     """Predict target-typed spans: each record's `spans` is replaced by spans with "label"
     (the target type) and "source_label" (its source type; the table's for a classifier).
 
-    Generated items that cannot be mapped back (not in the text, malformed, a target type
-    outside its source type's candidates) are dropped and counted on stderr.
+    Generated items that cannot be mapped back (not in the text, malformed, an unknown type)
+    are dropped and counted on stderr; a target type outside its source type's candidates
+    follows --off-candidate (dropped or repaired, counted either way).
     """
     from nertools.align.generative import Generator, is_generative_dir
     from nertools.runtime.models import set_threads
@@ -218,9 +235,13 @@ def predict(input, output, model, max_new_tokens, batch_tokens, keep_text, devic
     records = read_records(input, policy=policy)
     gen = None
     if is_generative_dir(model):
-        gen = Generator.load(model, device=device, dtype=dtype)
+        gen = Generator.load(model, device=device, dtype=dtype, off_candidate=off_candidate)
         stream = gen.tag(records, max_new_tokens=max_new_tokens, batch_tokens=batch_tokens, keep_text=keep_text)
     else:
+        if off_candidate is not None:
+            from nertools.errors import UsageError
+
+            raise UsageError("--off-candidate applies to generative model directories only")
         from nertools.tagging.tagger import Tagger
 
         tagger = Tagger.load(model, device=device, dtype=dtype)
