@@ -144,8 +144,11 @@ def stage_target(args, work):
         log(f"table {name}-s{seed}: {json.dumps(table['assign'])}")
         sources, targets, assign, candidates = table_fields(table)
         for arm in args.arms.split(","):
-            lin = (Linearizer("reassign", targets, sources, assign, candidates) if arm == "la"
-                   else Linearizer("direct", targets, sources))
+            # selection parses with "drop" (as the README's runs did); the report generations are
+            # scored under every policy of --policies below
+            lin = (Linearizer("reassign", targets, sources, assign, candidates, default=table.get("default") or {},
+                              off_candidate="drop")
+                   if arm == "la" else Linearizer("direct", targets, sources))
             out = work / f"{name}-{arm}-s{seed}"
             ga = replace(gen_args(args, seed, args.epochs), model=str(src))
             t0 = time.time()

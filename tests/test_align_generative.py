@@ -100,7 +100,8 @@ def test_answers_parse_back_to_the_gold_spans_on_all_politics_sentences():
 
 def test_parser_drops_spans_not_in_text_malformed_lines_and_off_table_targets():
     rec = next(r for r in politics() if any(s["label"] == "politicalparty" for s in r["spans"]))
-    lin = reassign_lin()
+    lin = Linearizer("reassign", sorted(ASSIGN), SOURCES, ASSIGN, off_candidate="drop")
+    assert reassign_lin().off_candidate == "target"  # the default repairs off-candidate targets
     party = next(s for s in rec["spans"] if s["label"] == "politicalparty")
     words = " ".join(t["text"] for t in rec["tokens"][party["token_start"]:party["token_end"] + 1])
     text = "\n".join([
@@ -356,7 +357,13 @@ def test_generative_trainer_learns_a_toy_task_through_the_console_scripts(tiny_l
     assert sum(map(len, labels["drop"])) == sum(map(len, (r["spans"] for r in rows))) - n_pol
     assert sum(x.count("politician") for x in labels["default"]) == 0
     assert labels["target"] == [[s["label"] for s in r["spans"]] for r in rows]
-    # without the option the directory's own policy (drop, the default) applies
+    # without the option the directory's own policy (target, the default) applies
+    assert meta["linearizer"]["off_candidate"] == "target"
+    res = run_here("predict", "--model", moved, data, "--threads", 1, "--max-new-tokens", 40)
+    assert [json.loads(line) for line in res.stdout.splitlines()] == by_policy["target"]
+    # a directory written before the policy existed drops, as it did then
+    del m2["linearizer"]["off_candidate"]
+    (moved / "nertools.json").write_text(json.dumps(m2))
     res = run_here("predict", "--model", moved, data, "--threads", 1, "--max-new-tokens", 40)
     assert [json.loads(line) for line in res.stdout.splitlines()] == by_policy["drop"]
 

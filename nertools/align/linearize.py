@@ -40,15 +40,18 @@ A sentence without entities has an empty answer (EOS only).
   (``off_candidate``, ``ner-align train --off-candidate``), chosen at training time and kept in
   the model directory:
 
-  - ``drop`` (the default): the item is dropped (*target_not_candidate*);
+  - ``target`` (the default): the generated target type is trusted and the item's source
+    type becomes the table's ``assign[target]``;
   - ``default``: the generated source type is trusted and the target becomes that source
     type's default target (``default[source]`` of the table: its candidate with most votes,
     i.e. the most frequent target of that source type in the training data; methods-spec
     §4.6); a source type without candidates is dropped as *target_not_candidate*;
-  - ``target``: the generated target type is trusted and the item's source type becomes the
-    table's ``assign[target]``.
+  - ``drop``: the item is dropped (*target_not_candidate*; the only behaviour before the
+    policy existed, and what a model directory without a policy gets).
 
-  A repaired item is kept and counted as *off_candidate_repaired* (never silently).
+  A repaired item is kept and counted as *off_candidate_repaired* (never silently). Measured
+  (README, SmolLM2 on MIT Restaurant 1%, 2 seeds): ``target`` F1 +1.4 / +5.4 over ``drop``
+  (the recall that drop loses), ``default`` −1.2 / −2.7.
 
 Every drop is counted in :class:`ParseStats`; the commands report the counts on stderr and
 keep them in their metadata.
@@ -76,7 +79,7 @@ ITEM_SOURCE = " : "
 ITEM_TARGET = " -> "
 FORMATS = ("direct", "reassign")
 IDENTITY_TARGETS = ("name", "none")
-OFF_CANDIDATE = ("drop", "default", "target")  # see the module doc
+OFF_CANDIDATE = ("target", "default", "drop")  # see the module doc; the first is the default
 NONE_TARGET = "none"
 
 
@@ -148,7 +151,7 @@ class Linearizer:
     names: dict = field(default_factory=dict)     # label -> name, filled in by __post_init__
     identity_target: str = "name"                 # "none": see the module doc
     default: dict = field(default_factory=dict)   # source label -> its default target (the table's)
-    off_candidate: str = "drop"                   # one of OFF_CANDIDATE: see the module doc
+    off_candidate: str = "target"                 # one of OFF_CANDIDATE: see the module doc
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

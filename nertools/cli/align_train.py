@@ -36,9 +36,9 @@ Examples:
 
 
 OFF_CANDIDATE_HELP = ("generative with --table: a generated 'source : span -> target' whose target is not a "
-                      "candidate of its source type: drop it; 'default': keep the source type, take its "
-                      "default target (the table's most voted candidate); 'target': keep the target, take "
-                      "its aligned source type. Repairs are counted.")
+                      "candidate of its source type: 'target' keeps the target and takes its aligned source "
+                      "type; 'default' keeps the source type and takes its default target (the table's most "
+                      "voted candidate); 'drop' drops the item. Repairs and drops are counted.")
 
 
 def _read_table(path):
@@ -63,7 +63,7 @@ def _read_table(path):
 @click.option("--identity-target", type=click.Choice(["name", "none"]), default="name", show_default=True,
               help="generative with --table: write a target type named like its own source type "
                    "(person under PER) as its name, or as 'none' like the paper's Figure 4.")
-@click.option("--off-candidate", type=click.Choice(["drop", "default", "target"]), default="drop",
+@click.option("--off-candidate", type=click.Choice(["target", "default", "drop"]), default="target",
               show_default=True, help=OFF_CANDIDATE_HELP + " Kept in the model directory.")
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Target training records with gold spans.")
@@ -129,7 +129,7 @@ def train(mode, table_path, ori, identity_target, off_candidate, train_path, dev
     if identity_target != "name" and (mode != "generative" or table_path is None or ori):
         raise UsageError("--identity-target applies to the generative reassignment format only "
                          "(--mode generative --table T, without --ori)")
-    if off_candidate != "drop" and (mode != "generative" or table_path is None or ori):
+    if off_candidate != "target" and (mode != "generative" or table_path is None or ori):
         raise UsageError("--off-candidate applies to the generative reassignment format only "
                          "(--mode generative --table T, without --ori)")
     table = _read_table(table_path)
@@ -209,7 +209,7 @@ def generative_linearizer(model: str, table: dict | None, ori: bool, train_recor
 @click.option("--batch-tokens", type=count_type(16), default=4096, show_default=True,
               help="Token budget of a batch.")
 @click.option("--keep-text", is_flag=True, help="generative: keep each raw generation in meta.generated.")
-@click.option("--off-candidate", type=click.Choice(["drop", "default", "target"]), default=None,
+@click.option("--off-candidate", type=click.Choice(["target", "default", "drop"]), default=None,
               help=OFF_CANDIDATE_HELP + " [default: the policy the model was trained with]")
 @device_option()
 @dtype_option()
