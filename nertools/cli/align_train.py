@@ -35,7 +35,7 @@ Examples:
 """
 
 
-OFF_CANDIDATE_HELP = ("generative with --table: a generated 'source : span -> target' whose target is not a "
+OFF_CANDIDATE_HELP = ("a generated 'source : span -> target' whose target is not a "
                       "candidate of its source type: 'target' keeps the target and takes its aligned source "
                       "type; 'default' keeps the source type and takes its default target (the table's most "
                       "voted candidate); 'drop' drops the item. Repairs and drops are counted.")
@@ -64,7 +64,7 @@ def _read_table(path):
               help="generative with --table: write a target type named like its own source type "
                    "(person under PER) as its name, or as 'none' like the paper's Figure 4.")
 @click.option("--off-candidate", type=click.Choice(["target", "default", "drop"]), default="target",
-              show_default=True, help=OFF_CANDIDATE_HELP + " Kept in the model directory.")
+              show_default=True, help="generative with --table: " + OFF_CANDIDATE_HELP + " Kept in the model directory.")
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Target training records with gold spans.")
 @click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -210,7 +210,8 @@ def generative_linearizer(model: str, table: dict | None, ori: bool, train_recor
               help="Token budget of a batch.")
 @click.option("--keep-text", is_flag=True, help="generative: keep each raw generation in meta.generated.")
 @click.option("--off-candidate", type=click.Choice(["target", "default", "drop"]), default=None,
-              help=OFF_CANDIDATE_HELP + " [default: the policy the model was trained with]")
+              help="generative directories (reassign format): " + OFF_CANDIDATE_HELP
+                   + " [default: the policy the model was trained with]")
 @device_option()
 @dtype_option()
 @threads_option()
