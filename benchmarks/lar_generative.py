@@ -77,15 +77,11 @@ def score(model_dir, records, args, save=None):
 
 def reparse(lin_config, texts, records, policy):
     """Strict entity scores of stored generations parsed under another off-candidate policy."""
-    from nertools.align.linearize import Linearizer, ParseStats
+    from nertools.align.generative import parse_texts
+    from nertools.align.linearize import Linearizer
     from nertools.tagging.train import span_metrics
 
-    lin = Linearizer.from_config(lin_config, off_candidate=policy)
-    stats, pred = ParseStats(), []
-    for t, r in zip(texts, records):
-        spans, st = lin.parse(t, r) if r["tokens"] else ([], ParseStats())
-        stats.add(st)
-        pred.append(spans)
+    pred, stats = parse_texts(Linearizer.from_config(lin_config, off_candidate=policy), records, texts)
     m = span_metrics(records, pred)
     m["parse"] = stats.summary()
     return m

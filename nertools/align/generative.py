@@ -146,13 +146,21 @@ def predict_spans(model, tokenizer, lin: Linearizer, records: Sequence[dict], *,
         for i, t in zip(todo, generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                                        batch_tokens=batch_tokens, autocast_dtype=autocast_dtype)):
             texts[i] = t
+    spans, stats = parse_texts(lin, records, texts)
+    return spans, texts, stats
+
+
+def parse_texts(lin: Linearizer, records: Sequence[dict], texts: Sequence[str]
+                ) -> tuple[list[list[dict]], ParseStats]:
+    """``(spans per record, summed parse counts)`` of generated ``texts`` (one per record;
+    records without tokens get none)."""
     stats = ParseStats()
     spans = []
     for r, t in zip(records, texts):
         s, st = lin.parse(t, r) if r["tokens"] else ([], ParseStats())
         stats.add(st)
         spans.append(s)
-    return spans, texts, stats
+    return spans, stats
 
 
 # --------------------------------------------------------------------------- the task

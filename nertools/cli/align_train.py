@@ -11,6 +11,7 @@ from nertools.cli.common import (CONTEXT_SETTINGS, input_argument, nertools_comm
                                  output_option)
 from nertools.cli.options import (FiniteFloat, count_type, device_option, dtype_option, quiet_option,
                                   threads_option)
+from nertools.align.linearize import OFF_CANDIDATE
 from nertools.core.jsonl import ErrorPolicy, RecordWriter, read_records
 
 TRAIN_EXAMPLE = """\b
@@ -63,7 +64,7 @@ def _read_table(path):
 @click.option("--identity-target", type=click.Choice(["name", "none"]), default="name", show_default=True,
               help="generative with --table: write a target type named like its own source type "
                    "(person under PER) as its name, or as 'none' like the paper's Figure 4.")
-@click.option("--off-candidate", type=click.Choice(["target", "default", "drop"]), default="target",
+@click.option("--off-candidate", type=click.Choice(OFF_CANDIDATE), default=OFF_CANDIDATE[0],
               show_default=True, help="generative with --table: " + OFF_CANDIDATE_HELP + " Kept in the model directory.")
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Target training records with gold spans.")
@@ -129,7 +130,7 @@ def train(mode, table_path, ori, identity_target, off_candidate, train_path, dev
     if identity_target != "name" and (mode != "generative" or table_path is None or ori):
         raise UsageError("--identity-target applies to the generative reassignment format only "
                          "(--mode generative --table T, without --ori)")
-    if off_candidate != "target" and (mode != "generative" or table_path is None or ori):
+    if off_candidate != OFF_CANDIDATE[0] and (mode != "generative" or table_path is None or ori):
         raise UsageError("--off-candidate applies to the generative reassignment format only "
                          "(--mode generative --table T, without --ori)")
     table = _read_table(table_path)
@@ -171,7 +172,7 @@ def train(mode, table_path, ori, identity_target, off_candidate, train_path, dev
 
 
 def generative_linearizer(model: str, table: dict | None, ori: bool, train_records, *,
-                          identity_target: str = "name", off_candidate: str = "drop"):
+                          identity_target: str = "name", off_candidate: str = OFF_CANDIDATE[0]):
     """The format of a generative run: reassign (table, no --ori), else direct on the data's
     types; the source types listed in the prompt come from the table, else from ``model``
     when it is a generative directory of an earlier stage."""
@@ -209,7 +210,7 @@ def generative_linearizer(model: str, table: dict | None, ori: bool, train_recor
 @click.option("--batch-tokens", type=count_type(16), default=4096, show_default=True,
               help="Token budget of a batch.")
 @click.option("--keep-text", is_flag=True, help="generative: keep each raw generation in meta.generated.")
-@click.option("--off-candidate", type=click.Choice(["target", "default", "drop"]), default=None,
+@click.option("--off-candidate", type=click.Choice(OFF_CANDIDATE), default=None,
               help="generative directories (reassign format): " + OFF_CANDIDATE_HELP
                    + " [default: the policy the model was trained with]")
 @device_option()
