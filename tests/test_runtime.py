@@ -90,7 +90,10 @@ def test_folder_loads_every_kind(tmp_path, tokenizer):
     tc, _ = M.load_pretrained(str(tmp_path), M.TOKEN_CLASSIFIER, num_labels=5)
     assert tc.config.num_labels == 5
     with pytest.raises(NertoolsError, match="unknown model kind"):
-        M.load_pretrained(str(tmp_path), "seq2seq")
+        M.load_pretrained(str(tmp_path), "seq2sequence")
+    # a decoder-only folder is no encoder-decoder: a clear one-line error, not a traceback
+    with pytest.raises(NertoolsError, match=r"^cannot load model .*Llama"):
+        M.load_pretrained(str(tmp_path), M.SEQ2SEQ)
     with pytest.raises(NertoolsError, match=r"^cannot load encoder 'nope': "):
         M.load_pretrained(str(tmp_path / "nope"), M.ENCODER, subject="encoder 'nope'")
 

@@ -1,22 +1,34 @@
-"""Generative NER for LAR (methods-spec §4.2-4.6, §4.11): a causal LM fine-tuned to write the
-linearised answer of :mod:`nertools.align.linearize`, on :class:`nertools.training.Trainer`.
+"""Generative NER for LAR (methods-spec §4.2-4.6, §4.11): a language model fine-tuned to write
+the linearised answer of :mod:`nertools.align.linearize`, on :class:`nertools.training.Trainer`.
+Two architectures, told apart by the model's config (``is_encoder_decoder``):
 
-* Example = prompt (BOS + instruction + sentence + ``Answer:``) followed by the answer and
-  EOS; the loss is the token cross-entropy on the answer tokens and EOS only (prompt and
-  padding are ``-100``). Prompts longer than ``max_prompt`` keep their last tokens (the
-  sentence end and ``Answer:``); answers longer than ``max_answer`` are cut (counted).
-* Prediction: greedy decoding, batched by a token budget
-  (:func:`nertools.runtime.batching.pack_by_token_budget`) with left padding
-  (:func:`~nertools.runtime.batching.pad_batch`); the text is parsed back to token spans
-  (:meth:`~nertools.align.linearize.Linearizer.parse`), dropped items counted.
+* **causal** (decoder-only: SmolLM2, Qwen, Llama, ...). Example = prompt (BOS + instruction +
+  sentence + ``Answer:``) followed by the answer and EOS in one sequence; the loss is the
+  token cross-entropy on the answer tokens and EOS only (prompt and padding are ``-100``).
+  Prompts longer than ``max_prompt`` keep their last tokens (the sentence end and
+  ``Answer:``). Prediction: greedy decoding of the continuation, left padding.
+* **seq2seq** (encoder-decoder, any ``AutoModelForSeq2SeqLM``: Flan-T5, the paper's backbone;
+  tested on T5). The prompt, with the tokenizer's own special tokens (T5: a final EOS), is
+  the encoder input (its last ``max_prompt`` tokens); the labels are the answer tokens and
+  EOS, and the model builds its decoder input from them (the config's ``decoder_start_token_id``). Prediction: greedy
+  decoding from the decoder start, right padding of the encoder input.
+
+Both: answers longer than ``max_answer`` are cut (counted); generation is batched by a token
+budget (:func:`nertools.runtime.batching.pack_by_token_budget`) and padded by
+:func:`~nertools.runtime.batching.pad_batch`; the text is parsed back to token spans
+(:meth:`~nertools.align.linearize.Linearizer.parse`), dropped items counted. Items are joined
+by a real newline, or by the literal ``" \\n "`` when the tokenizer cannot write a newline
+(T5's vocabulary: :func:`answer_separator`, methods-spec §4.2).
+
 * Dev: strict span F1 of the parsed predictions (the tagger's metric,
   :func:`nertools.tagging.train.span_metrics`) selects the checkpoint.
 * Output: a model directory (Hugging Face model + tokenizer + ``nertools.json`` of format
-  ``nertools-align-generative`` holding the linearizer). Such a directory is also a valid
-  ``--model`` for a further stage: train the source stage first (M_s), then reassign from it.
-
-Only decoder-only (causal) LMs are supported; seq2seq backbones (Flan-T5, the paper's) are not
-installed here and not implemented.
+  ``nertools-align-generative`` holding the linearizer, the architecture and the separator).
+  Such a directory is also a valid ``--model`` for a further stage: train the source stage
+  first (M_s), then reassign from it.
+* Precision: T5 checkpoints are known to overflow in float16 (bf16 is what they were trained
+  in); ``--precision auto`` picks bf16 where the GPU has it, and a seq2seq run in float16 is
+  warned about.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from nertools.align.linearize import Linearizer, ParseStats
+from nertools.align.linearize import LITERAL_SEPARATOR, SEPARATOR, Linearizer, ParseStats
 from nertools.errors import DataError, NertoolsError
 from nertools.runtime import progress
 from nertools.training.loop import StepContext, Task, Trainer, TrainerConfig
@@ -78,10 +90,26 @@ class GenArgs:
 # --------------------------------------------------------------------------- tokens
 
 
+def is_seq2seq(model_or_config) -> bool:
+    """Whether a model (or its config) is an encoder-decoder (T5, BART) rather than a causal LM."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def answer_separator(tokenizer) -> str:
+    """:data:`~nertools.align.linearize.SEPARATOR` (a newline) when ``tokenizer`` encodes and
+    decodes a newline unchanged, else :data:`~nertools.align.linearize.LITERAL_SEPARATOR`
+    (T5's SentencePiece vocabulary normalises a newline to a space, so the items of an answer
+    would run together)."""
+    probe = "a\nb"
+    ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    return SEPARATOR if "\n" in tokenizer.decode(ids, skip_special_tokens=True) else LITERAL_SEPARATOR
+
+
 def encode_example(tokenizer, prompt: str, answer: str | None, max_prompt: int,
                    max_answer: int) -> tuple[list[int], int, bool]:
-    """``(ids, prompt_length, answer_cut)``: BOS + prompt (last ``max_prompt`` tokens), then
-    (with ``answer``) the answer's tokens (at most ``max_answer - 1``) and EOS."""
+    """Causal LMs: ``(ids, prompt_length, answer_cut)``: BOS + prompt (last ``max_prompt``
+    tokens), then (with ``answer``) the answer's tokens (at most ``max_answer - 1``) and EOS."""
     p = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     bos = tokenizer.bos_token_id
     if bos is not None and bos != tokenizer.eos_token_id:
@@ -90,21 +118,66 @@ def encode_example(tokenizer, prompt: str, answer: str | None, max_prompt: int,
         p = p[-max_prompt:]
     if answer is None:
         return p, len(p), False
+    a, cut = _answer_ids(tokenizer, answer, max_answer)
+    return p + a, len(p), cut
+
+
+def encode_seq2seq(tokenizer, prompt: str, answer: str | None, max_prompt: int,
+                   max_answer: int) -> tuple[list[int], list[int], bool]:
+    """Encoder-decoder models: ``(encoder ids, label ids, answer_cut)``: the prompt's last
+    tokens wrapped in the tokenizer's special tokens (T5: ``... </s>``), at most ``max_prompt``
+    in all, and (with ``answer``) the answer's tokens (at most ``max_answer - 1``) and EOS
+    (no labels without an answer)."""
+    p = list(tokenizer(prompt)["input_ids"])
+    if len(p) > max_prompt:
+        # keep the special tokens the tokenizer wraps the prompt in and the prompt's last tokens
+        plain = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        extra = len(p) - len(plain)
+        k = next((k for k in range(extra + 1) if p[k:k + len(plain)] == plain), 0)
+        keep = max(1, max_prompt - extra)
+        p = p[:k] + plain[-keep:] + p[k + len(plain):]
+    if answer is None:
+        return p, [], False
+    a, cut = _answer_ids(tokenizer, answer, max_answer)
+    return p, a, cut
+
+
+def warn_fp16_seq2seq(model, dtype, log: Callable[[str], None]) -> bool:
+    """Log (and return ``True``) when an encoder-decoder is to run in float16: T5 checkpoints
+    were trained in bfloat16 and often overflow to NaN in float16."""
+    import torch
+
+    if not (is_seq2seq(model) and dtype == torch.float16):
+        return False
+    log("warning: an encoder-decoder (T5) in float16 often overflows to NaN; "
+        "use bfloat16 or float32 (--precision / --dtype)")
+    return True
+
+
+def _answer_ids(tokenizer, answer: str, max_answer: int) -> tuple[list[int], bool]:
     a = list(tokenizer(answer, add_special_tokens=False)["input_ids"]) if answer else []
     cut = len(a) > max_answer - 1
-    a = a[:max_answer - 1] + [tokenizer.eos_token_id]
-    return p + a, len(p), cut
+    return a[:max_answer - 1] + [tokenizer.eos_token_id], cut
+
+
+def prompt_ids(model, tokenizer, prompt: str, max_prompt: int) -> list[int]:
+    """The input ids :func:`generate` continues for ``prompt`` (by architecture)."""
+    if is_seq2seq(model):
+        return encode_seq2seq(tokenizer, prompt, None, max_prompt, 1)[0]
+    return encode_example(tokenizer, prompt, None, max_prompt, 1)[0]
 
 
 def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_tokens: int,
              device=None, autocast_dtype=None) -> list[str]:
-    """Greedy continuations of token-id ``prompts`` (left-padded batches under a token
-    budget), decoded without special tokens, in input order."""
+    """Greedy answers to token-id ``prompts`` in input order, decoded without special tokens:
+    a causal LM's continuations (left-padded batches), or an encoder-decoder's decoder
+    output (right-padded encoder inputs), in batches under a token budget."""
     import torch
 
     from nertools.runtime.batching import pack_by_token_budget, pad_batch
 
     device = device or next(model.parameters()).device
+    seq2seq = is_seq2seq(model)
     out: list[str] = [""] * len(prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     was_training = model.training
@@ -112,14 +185,17 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
     try:
         with torch.inference_mode():
             for idx in pack_by_token_budget([len(p) + max_new_tokens for p in prompts], batch_tokens):
-                ids, mask = pad_batch([prompts[i] for i in idx], pad, side="left", device=device)
+                ids, mask = pad_batch([prompts[i] for i in idx], pad, side="right" if seq2seq else "left",
+                                      device=device)
                 ctx = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
                        if autocast_dtype is not None and autocast_dtype != torch.float32 else _null())
                 with ctx:
                     gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                          do_sample=False, num_beams=1, pad_token_id=pad,
                                          eos_token_id=tokenizer.eos_token_id)
-                for row, i in zip(gen[:, ids.shape[1]:].tolist(), idx):
+                # a causal LM returns prompt + continuation; a seq2seq model the decoder side
+                # only (decoder start token first, a special token decode skips)
+                for row, i in zip((gen if seq2seq else gen[:, ids.shape[1]:]).tolist(), idx):
                     out[i] = tokenizer.decode(row, skip_special_tokens=True)
     finally:
         if was_training:
@@ -140,7 +216,7 @@ def predict_spans(model, tokenizer, lin: Linearizer, records: Sequence[dict], *,
                   ) -> tuple[list[list[dict]], list[str], ParseStats]:
     """``(spans per record, generated texts, parse counts)``; records without tokens get none."""
     todo = [i for i, r in enumerate(records) if r["tokens"]]
-    prompts = [encode_example(tokenizer, lin.prompt(records[i]), None, max_prompt, 1)[0] for i in todo]
+    prompts = [prompt_ids(model, tokenizer, lin.prompt(records[i]), max_prompt) for i in todo]
     texts = [""] * len(records)
     if prompts:
         for i, t in zip(todo, generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
@@ -167,7 +243,7 @@ def parse_texts(lin: Linearizer, records: Sequence[dict], texts: Sequence[str]
 
 
 class GenerativeTask(Task):
-    """A causal LM writing the linearised answer (see the module doc)."""
+    """A causal or encoder-decoder LM writing the linearised answer (see the module doc)."""
 
     metric_label = "F1"
 
@@ -176,17 +252,25 @@ class GenerativeTask(Task):
         self.args, self.tokenizer, self.lin = args, tokenizer, lin
         self.dev = list(dev_records)[:args.eval_sentences] if args.eval_sentences else list(dev_records)
         self.fingerprints, self.log = fingerprints, log
-        self.examples: list[tuple[list[int], int]] = []
+        self.seq2seq = is_seq2seq(model)
+        self.separator = answer_separator(tokenizer)
+        if self.seq2seq and _decoder_start(model) is None:
+            raise NertoolsError(f"{args.model}: the encoder-decoder config has no decoder_start_token_id; "
+                                "set it in config.json (T5: the padding id, 0)")
+        encode = encode_seq2seq if self.seq2seq else encode_example
+        # causal: (sequence, prompt length); seq2seq: (encoder ids, label ids)
+        self.examples: list[tuple[list[int], int | list[int]]] = []
         self.cut = 0
         for r in train_records:
             if not r["tokens"]:
                 continue
-            ids, plen, cut = encode_example(tokenizer, lin.prompt(r), lin.answer(r), args.max_prompt,
-                                            args.max_answer)
-            self.examples.append((ids, plen))
+            ids, rest, cut = encode(tokenizer, lin.prompt(r), lin.answer(r, self.separator), args.max_prompt,
+                                    args.max_answer)
+            self.examples.append((ids, rest))
             self.cut += cut
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.last_stats = ParseStats()
+        self._warned = not self.seq2seq  # the float16 warning (encoder-decoders only), once
 
     def num_examples(self) -> int:
         return len(self.examples)
@@ -198,12 +282,17 @@ class GenerativeTask(Task):
 
         rows = [self.examples[i] for i in indices]
         ids, mask = pad_batch([r[0] for r in rows], self.pad_id)
+        if self.seq2seq:
+            labels, _ = pad_batch([r[1] for r in rows], IGNORE)
+            return {"input_ids": ids, "attention_mask": mask, "labels": labels}
         labels = torch.full_like(ids, IGNORE)
         for k, (seq, plen) in enumerate(rows):
             labels[k, plen:len(seq)] = torch.tensor(seq[plen:], dtype=torch.long)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def loss(self, model, batch, ctx: StepContext):
+        if not self._warned:
+            self._warned = warn_fp16_seq2seq(model, ctx.dtype, self.log)
         with ctx.autocast():
             return model(**batch).loss
 
@@ -225,7 +314,9 @@ class GenerativeTask(Task):
                 "data": {k: v["sha256"] for k, v in self.fingerprints.items()}}
 
     def describe(self) -> str:
-        return (f"{len(self.examples)} train sentences ({self.lin.format} format"
+        return (f"{len(self.examples)} train sentences ({self.lin.format} format, "
+                + ("encoder-decoder" if self.seq2seq else "causal") + " LM"
+                + (", items separated by a literal \\n" if self.separator != SEPARATOR else "")
                 + (f", {self.cut} answer(s) cut at {self.args.max_answer} tokens" if self.cut else "")
                 + f"); {len(self.dev)} dev sentences scored per evaluation")
 
@@ -241,6 +332,7 @@ class GenerativeTask(Task):
                 "base_model": args.model, "training_args": asdict(args), "data": self.fingerprints,
                 "dev_metrics": state.best_metrics, "best_step": state.best_step, "steps_run": state.step,
                 "history": state.history, "answers_cut": self.cut,
+                "architecture": "seq2seq" if self.seq2seq else "causal", "answer_separator": self.separator,
                 "selection": "best dev F1 (strict span F1 of the parsed generations)"}
         model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
@@ -274,24 +366,41 @@ def written_files(path: str | os.PathLike) -> set[str] | None:
     return {str(f) for f in files} if isinstance(files, list) else None
 
 
-def load_causal_lm(name: str):
-    """``(model, tokenizer)`` of a causal LM for training (float32, CPU), from a name, folder,
-    GGUF file or alias; a GGUF file is de-quantised once into the model cache first, so that
-    the trained model can be saved (``save_pretrained`` refuses GGUF-loaded models)."""
+def generator_kind(name: str) -> str:
+    """:data:`~nertools.runtime.models.SEQ2SEQ` for an encoder-decoder config (T5, BART),
+    else :data:`~nertools.runtime.models.CAUSAL`."""
+    from nertools.runtime.models import CAUSAL, SEQ2SEQ, load_config
+
+    return SEQ2SEQ if is_seq2seq(load_config(name)) else CAUSAL
+
+
+def _decoder_start(model):
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+    return start
+
+
+def load_generator_lm(name: str):
+    """``(model, tokenizer)`` of a causal or encoder-decoder LM for training (float32, CPU),
+    from a name, folder, GGUF file or alias; a GGUF file is de-quantised once into the model
+    cache first, so that the trained model can be saved (``save_pretrained`` refuses
+    GGUF-loaded models)."""
     import torch
 
-    from nertools.runtime.models import CAUSAL, load_pretrained, model_source, prepare_tokenizer
+    from nertools.runtime.models import load_pretrained, model_source, prepare_tokenizer
     from nertools.runtime.progress import quiet_transformers
 
     quiet_transformers()
+    kind = generator_kind(name)
     src = model_source(name)
-    model, tokenizer = load_pretrained(src, CAUSAL, dtype=torch.float32)
+    model, tokenizer = load_pretrained(src, kind, dtype=torch.float32)
     if src.gguf:
         src = model_source(name)
         if not src.cached:
             raise NertoolsError(f"cannot train {name!r}: its de-quantised copy could not be cached "
                                 "(is NERTOOLS_MODEL_CACHE=0 set?); give a Hugging Face folder instead")
-        model, tokenizer = load_pretrained(src, CAUSAL, dtype=torch.float32)
+        model, tokenizer = load_pretrained(src, kind, dtype=torch.float32)
     model = _plain_copy(model)
     prepare_tokenizer(tokenizer)
     if tokenizer.eos_token_id is None:
@@ -322,7 +431,7 @@ def _plain_copy(model):
 def train_generative(args: GenArgs, lin: Linearizer, train_records: Sequence[dict], dev_records: Sequence[dict],
                      out: str | os.PathLike, *, train_path=None, dev_path=None, resume: bool = False,
                      log: Callable[[str], None] = progress.log) -> dict:
-    """Fine-tune the causal LM ``args.model`` on ``lin``'s answers of ``train_records`` and write
+    """Fine-tune the causal or encoder-decoder LM ``args.model`` on ``lin``'s answers of ``train_records`` and write
     the model directory ``out``; returns its ``nertools.json``."""
     from nertools.tagging.train import records_fingerprint
     from nertools.training.checkpoint import check_output_paths, seed_everything
@@ -337,7 +446,7 @@ def train_generative(args: GenArgs, lin: Linearizer, train_records: Sequence[dic
                     "dev": records_fingerprint(dev_records, dev_path)}
     seed_everything(args.seed)
     log(f"loading {args.model} ...")
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_generator_lm(args.model)
     task = GenerativeTask(args, model, tokenizer, lin, train_records, dev_records, fingerprints, log=log)
     trainer = Trainer(model, task, args.trainer_config(), out=out, device=args.device, resume=resume, log=log)
     return trainer.fit()
@@ -358,7 +467,7 @@ class Generator:
              off_candidate: str | None = None) -> "Generator":
         """``off_candidate``: the parser's off-candidate policy (``nertools.align.linearize``;
         default: the one the directory was trained with)."""
-        from nertools.runtime.models import CAUSAL, load_pretrained, prepare_tokenizer, resolve_device, resolve_dtype
+        from nertools.runtime.models import load_pretrained, prepare_tokenizer, resolve_device, resolve_dtype
         from nertools.runtime.progress import quiet_transformers
 
         meta = read_meta(path)
@@ -366,11 +475,12 @@ class Generator:
             raise NertoolsError(f"{path} is not a generative ner-align model directory")
         quiet_transformers()
         dev = resolve_device(device)
-        model, tokenizer = load_pretrained(str(path), CAUSAL, dtype=resolve_dtype(dtype, dev),
+        model, tokenizer = load_pretrained(str(path), generator_kind(str(path)), dtype=resolve_dtype(dtype, dev),
                                            subject=f"generator {path}")
         prepare_tokenizer(tokenizer)
         model.to(dev)
         model.eval()
+        warn_fp16_seq2seq(model, next(model.parameters()).dtype, progress.log)
         return cls(model, tokenizer, meta, dev, off_candidate=off_candidate)
 
     def tag(self, records: Iterable[dict], *, max_new_tokens: int = 128, batch_tokens: int = 4096,

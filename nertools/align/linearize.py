@@ -20,8 +20,11 @@ Prompt (decoder-only LMs; the instruction of Figure 4 of the paper)::
 Type names are natural language, lower case (:func:`type_name`: ``PER`` -> ``person``,
 ``politicalparty`` -> ``political party``, ``Restaurant_Name`` -> ``restaurant name``).
 
-**Separator**: items are separated by a real newline. The parser also accepts the two
-characters backslash-n (what a T5 vocabulary must emit, §4.2) and ``" \\n "`` with spaces.
+**Separator**: items are separated by a real newline (:data:`SEPARATOR`), or, for a
+tokenizer that cannot write one (T5's SentencePiece vocabulary turns it into a space), by
+``" \\n "``, the two characters backslash-n between spaces (:data:`LITERAL_SEPARATOR`,
+methods-spec §4.2; :func:`nertools.align.generative.answer_separator` picks). The parser
+accepts both, whatever the model was trained with.
 A sentence without entities has an empty answer (EOS only).
 
 **Parsing** (:meth:`Linearizer.parse`) maps each item back to a token span of the record:
@@ -75,6 +78,7 @@ from nertools.errors import DataError, UsageError
 
 
 SEPARATOR = "\n"
+LITERAL_SEPARATOR = " \\n "
 ITEM_SOURCE = " : "
 ITEM_TARGET = " -> "
 FORMATS = ("direct", "reassign")
@@ -250,9 +254,10 @@ class Linearizer:
                 out.append(f"{self.names[self.assign[lab]]}{ITEM_SOURCE}{words}{ITEM_TARGET}{self.target_name(lab)}")
         return out
 
-    def answer(self, record: dict) -> str:
-        """The training target: items joined by :data:`SEPARATOR` (empty without entities)."""
-        return SEPARATOR.join(self.items(record))
+    def answer(self, record: dict, separator: str = SEPARATOR) -> str:
+        """The training target: items joined by ``separator`` (:data:`SEPARATOR` or
+        :data:`LITERAL_SEPARATOR`; empty without entities)."""
+        return separator.join(self.items(record))
 
     def check_labels(self, records: Sequence[dict], path: str | None = None) -> None:
         """Refuse (exit 65) gold labels this format cannot emit, naming them."""

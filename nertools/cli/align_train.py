@@ -53,7 +53,8 @@ def _read_table(path):
 
 @click.command("train", context_settings=CONTEXT_SETTINGS, epilog=TRAIN_EXAMPLE)
 @click.option("--mode", type=click.Choice(["generative", "classifier"]), required=True,
-              help="generative: a causal LM writes 'source : span -> target' (LAR); classifier: a "
+              help="generative: a causal or encoder-decoder (T5) LM writes 'source : span -> target' (LAR); "
+                   "classifier: a "
                    "token classifier whose target head starts from the source tagger's aligned rows.")
 @click.option("--table", "table_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Alignment table (JSON of ner-align table). Generative without --table and "
@@ -71,8 +72,8 @@ def _read_table(path):
 @click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Dev records with gold spans (model selection; never test data).")
 @click.option("--model", default=None,
-              help="generative: the causal LM to fine-tune (name, folder, GGUF, alias, or a "
-                   "generative directory of an earlier stage).")
+              help="generative: the LM to fine-tune, causal or encoder-decoder (T5, Flan-T5) by its "
+                   "config (name, folder, GGUF, alias, or a generative directory of an earlier stage).")
 @click.option("--source-model", type=click.Path(file_okay=False, exists=True), default=None,
               help="classifier: the source tagger directory (ner-selftrain).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
@@ -124,7 +125,7 @@ def train(mode, table_path, ori, identity_target, off_candidate, train_path, dev
     if mode == "classifier" and source_model is None:
         raise UsageError("--mode classifier needs --source-model (a ner-selftrain tagger directory)")
     if mode == "generative" and model is None:
-        raise UsageError("--mode generative needs --model (the causal LM to fine-tune)")
+        raise UsageError("--mode generative needs --model (the causal or encoder-decoder LM to fine-tune)")
     if mode == "classifier" and table_path is None and not ori:
         raise UsageError("--mode classifier needs --table (or --ori for the baseline)")
     if identity_target != "name" and (mode != "generative" or table_path is None or ori):

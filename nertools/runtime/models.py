@@ -32,6 +32,7 @@ from nertools.errors import NertoolsError
 
 MASKED = "masked"
 CAUSAL = "causal"
+SEQ2SEQ = "seq2seq"
 
 
 def _smollm2_path() -> str:
@@ -307,18 +308,18 @@ def model_source(name: str) -> ModelSource:
     return ModelSource(name, path, gg, gguf_cache_dir(path) if gg else None)
 
 
-#: Model kinds :func:`load_pretrained` builds: language models with their heads, a bare
-#: encoder/decoder (last hidden states), and a token classifier.
+#: Model kinds :func:`load_pretrained` builds: language models with their heads (masked,
+#: causal, encoder-decoder), a bare encoder/decoder (last hidden states), and a token classifier.
 ENCODER = "encoder"
 TOKEN_CLASSIFIER = "token-classification"
-KINDS = (MASKED, CAUSAL, ENCODER, TOKEN_CLASSIFIER)
+KINDS = (MASKED, CAUSAL, SEQ2SEQ, ENCODER, TOKEN_CLASSIFIER)
 
 
 def _auto_class(kind: str):
     import transformers
 
-    names = {MASKED: "AutoModelForMaskedLM", CAUSAL: "AutoModelForCausalLM", ENCODER: "AutoModel",
-             TOKEN_CLASSIFIER: "AutoModelForTokenClassification"}
+    names = {MASKED: "AutoModelForMaskedLM", CAUSAL: "AutoModelForCausalLM", SEQ2SEQ: "AutoModelForSeq2SeqLM",
+             ENCODER: "AutoModel", TOKEN_CLASSIFIER: "AutoModelForTokenClassification"}
     if kind not in names:
         raise NertoolsError(f"unknown model kind {kind!r} (one of {', '.join(KINDS)})")
     return getattr(transformers, names[kind])
