@@ -174,7 +174,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", choices=("source", "target"), required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--model", default="smollm2-135m", help="the causal LM of the source stage")
+    ap.add_argument("--model", default="smollm2-135m",
+                    help="the LM of the source stage, causal or encoder-decoder (ner-align train --model)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--source-n", type=int, default=1000)
     ap.add_argument("--source-dev", type=int, default=100)

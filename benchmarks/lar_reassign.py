@@ -21,6 +21,13 @@ set; mean ± std over seeds.
     PYTHONPATH=. nice -n 10 python benchmarks/lar_reassign.py --source-model SRC --work DIR \\
         --threads 1 > results.json 2> runs.log
     python benchmarks/lar_reassign.py --summarize runs.log [more.log ...]   # the README table
+
+``--keep-predictions`` writes, per run, the report set's predictions as ``ner-align predict``
+writes them (``label`` the target type, ``source_label`` the table's source type) to
+``DIR/<setting>-<arm>-s<seed>.pred.jsonl``, the report gold to ``DIR/<setting>.report.jsonl``
+and the table to ``DIR/<setting>.table.json``: the input of enhanced inference on top of the
+reassigned model (``ner-align choose --table DIR/<setting>.table.json < ....pred.jsonl``, then
+``ner-eval --gold DIR/<setting>.report.jsonl``).
 """
 
 from __future__ import annotations
@@ -65,7 +72,22 @@ def f1_on(model_dir, records):
     return span_metrics(records, pred)
 
 
-def one_run(name, arm, seed, train, dev, report, table, src, work, epochs, lr, noise=1.0):
+def predictions(model_dir, records, assign):
+    """The report records with the model's spans, as ``ner-align predict`` writes them."""
+    from nertools.tagging.tagger import Tagger
+
+    tagger = Tagger.load(model_dir, device="cpu")
+    out = []
+    for r in tagger.tag([json.loads(json.dumps(r)) for r in records]):
+        for s in r["spans"]:
+            s["source"] = "ner-align"
+            if s["label"] in assign:
+                s["source_label"] = assign[s["label"]]
+        out.append(r)
+    return out
+
+
+def one_run(name, arm, seed, train, dev, report, table, src, work, epochs, lr, noise=1.0, keep=False):
     from nertools.align.reassign import train_classifier
     from nertools.tagging.train import TrainArgs
 
@@ -83,6 +105,12 @@ def one_run(name, arm, seed, train, dev, report, table, src, work, epochs, lr, n
            "recall": m["recall"], "best_step": meta["best_step"], "seconds": round(time.time() - t0, 1),
            "per_label": {k: v["f1"] for k, v in m["per_label"].items()}}
     print(json.dumps(row), file=sys.stderr, flush=True)
+    if keep:
+        from nertools.core.jsonl import write_jsonl
+
+        write_jsonl(work / f"{name}-{arm}-s{seed}.pred.jsonl", predictions(out, report, table["assign"]))
+        write_jsonl(work / f"{name}.report.jsonl", report)
+        (work / f"{name}.table.json").write_text(json.dumps(table, indent=1))
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
@@ -172,6 +200,8 @@ def main():
                     help="LA: noise on the copied head rows in units of the source head's weight std "
                          "(ner-align train's default; runs are reported as arm la-noiseX)")
     ap.add_argument("--arms", default="la,ori", help="run only these arms (to run them in parallel processes)")
+    ap.add_argument("--keep-predictions", action="store_true",
+                    help="write each run's report predictions, the report gold and the table to --work")
     args = ap.parse_args()
 
     import torch
@@ -208,7 +238,7 @@ def main():
                 epochs = args.epochs_small if n < 200 else args.epochs_large
                 for arm in args.arms.split(","):
                     rows.append(one_run(name, arm, seed, train, dev, held, table, src, work, epochs, args.lr,
-                                         args.init_noise))
+                                         args.init_noise, args.keep_predictions))
     for dom in [d for d in args.crossner.split(",") if d]:
         train = read(DATA / f"crossner_{dom}" / "train.jsonl")
         dv = read(DATA / f"crossner_{dom}" / "dev.jsonl")
@@ -217,7 +247,7 @@ def main():
         for seed in [int(s) for s in args.crossner_seeds.split(",") if s]:
             for arm in args.arms.split(","):
                 rows.append(one_run(f"crossner-{dom}", arm, seed, train, sel, report, table, src, work,
-                                    args.epochs_crossner, args.lr, args.init_noise))
+                                    args.epochs_crossner, args.lr, args.init_noise, args.keep_predictions))
 
     summary = {}
     for key in sorted({(r["setting"], r["arm"]) for r in rows}):

@@ -25,6 +25,25 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ
     torch.set_num_threads(1)
 
 
+#: The test files that take longest (one-process `pytest --durations`, session 7), longest
+#: first. Under xdist's `--dist loadfile` a worker takes the next whole file when it is free,
+#: so a long file collected last leaves the other worker idle at the end: these files are
+#: handed out first. Only the order changes (and only in xdist workers); a name missing here
+#: just keeps its place.
+HEAVY_FIRST = ("test_align_pipeline.py", "test_align_generative.py", "test_reliability_training.py",
+               "test_cli_xner.py", "test_reliability_scoring_index.py", "test_probe_regressions.py",
+               "test_annotate.py", "test_align_seq2seq.py", "test_resume.py", "test_train.py",
+               "test_biencoder.py", "test_multiseed.py", "test_training_loop.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {name: k for k, name in enumerate(HEAVY_FIRST)}
+    # a stable sort: the heavy files by rank, then every other file in collection order
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real NER corpora, see ../shared/README.md); skips when absent."""

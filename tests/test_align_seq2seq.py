@@ -189,3 +189,79 @@ def run_here_ok(*args):
     res = run_here(*args)
     assert res.exit_code == 0, res.stderr
     return res
+
+
+# --------------------------------------------------------------------------- enhanced inference
+
+
+def t5_lm(folder):
+    from nertools.runtime.models import SEQ2SEQ, load_lm
+
+    return load_lm(str(folder), device="cpu", dtype="float32", kind=SEQ2SEQ)
+
+
+def test_seq2seq_chooser_scores_are_the_decoder_log_probabilities(tiny_t5):
+    import torch
+
+    from nertools.align.choose import Seq2SeqChooser, local_chooser
+    from nertools.align.names import label_name
+    from tests.test_align_choose import _questions
+
+    lm = t5_lm(tiny_t5)
+    big = local_chooser(lm, batch_tokens=100_000)
+    small = Seq2SeqChooser(lm, batch_tokens=64)  # every row alone in its batch
+    assert type(big) is Seq2SeqChooser and not big.chat and not big.prefix_cache
+    a, b = big.choose(_questions()), small.choose(_questions())
+    assert big.rows_scored == small.rows_scored == 6  # one row per (entity, option)
+    for (ca, ea), (cb, eb) in zip(a, b):
+        assert ca == cb
+        for sa, sb in zip(ea["scores"], eb["scores"]):
+            assert sa.keys() == sb.keys() and all(abs(sa[k] - sb[k]) < 1e-3 for k in sa), (sa, sb)
+    for choices, extra in a:
+        for c, sc in zip(choices, extra["scores"]):
+            assert c == max(sc, key=sc.get)
+    # by hand: the encoder reads the one-entity prompt, the decoder the lead then the option
+    tok, model = lm.tokenizer, lm.model
+    q = _questions()[0]
+    e = q.entities[1]
+    from nertools.align.choose import Question, render_prompt
+
+    enc = tok(render_prompt(Question(q.sentence, [e])))["input_ids"]
+    assert enc[-1] == tok.eos_token_id
+    lead = tok(f"{label_name(e.source)} : {e.text} ->", add_special_tokens=False)["input_ids"]
+    for o in e.options:
+        opt = tok(" " + label_name(o), add_special_tokens=False)["input_ids"]
+        labels = torch.tensor([lead + opt])
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([enc]), labels=labels).logits[0]
+        logp = torch.log_softmax(logits, -1)
+        want = sum(float(logp[len(lead) + k, t]) for k, t in enumerate(opt))
+        assert a[0][1]["scores"][1][o] == pytest.approx(want, abs=1e-3)
+
+
+def test_local_chooser_refuses_a_masked_lm(tiny_t5):
+    from dataclasses import replace
+
+    from nertools.align.choose import local_chooser
+    from nertools.errors import NertoolsError
+
+    with pytest.raises(NertoolsError, match="causal or encoder-decoder"):
+        local_chooser(replace(t5_lm(tiny_t5), kind="masked"))
+
+
+def test_cli_choose_with_a_t5_folder(tiny_t5, tmp_path):
+    from tests.test_align_choose import record, table
+
+    tpath = tmp_path / "t.json"
+    tpath.write_bytes(table().dumps())
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps(record()) + "\n")
+    r = run_here("choose", "--table", tpath, "--model", tiny_t5, "--device", "cpu", "--cache-dir",
+                 tmp_path / "cache", inp)
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    [out] = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [s["align_choice"]["outcome"] for s in out["spans"]] == ["chosen", "chosen", "single"]
+    for s in out["spans"][:2]:
+        sc = s["align_choice"]["scores"]
+        assert set(sc) == set(s["align_choice"]["options"]) and s["label"] == max(sc, key=sc.get)
+    assert "2 chosen, 1 single, 1 dropped; 1 question(s) asked" in r.stderr

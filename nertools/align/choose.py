@@ -25,7 +25,7 @@ treated like any other original label (kept unless an answer replaces it).
 Each handled span gets ``align_choice``: ``{"original", "options", "outcome"}`` (+
 ``"scores"`` {option: log-probability} from a local model, ``"answer"`` from a served one).
 
-Two choosers. :class:`ServedChooser` (OpenAI-compatible server through
+Three choosers. :class:`ServedChooser` (OpenAI-compatible server through
 :mod:`nertools.llm.client`: retries, cache): one request per sentence with all its
 ambiguous entities; the answer is parsed line by line (real or literal ``\\n``) with the
 spec's rule (split on the first `` : `` and the last `` -> ``), matched to the entities in
@@ -38,6 +38,9 @@ and the two log-probabilities are averaged (against a small model's bias for the
 last; twice the cost). Rows are batched
 under a token budget; the instruction and demonstration every prompt starts with are run
 once and reused as a key-value cache; answers are cached on disk by (model, prompt, options).
+:class:`Seq2SeqChooser` does the same with an encoder-decoder (Flan-T5, T5): the prompt is
+the encoder input, the lead and the option the decoder's (the encoder runs once per entity).
+:func:`local_chooser` picks between the two by the model's kind.
 """
 
 from __future__ import annotations
@@ -254,6 +257,18 @@ class LocalChooser:
             self._shared = (ids, prefix_cache(self.lm, ids), text)
         return self._shared[0], self._shared[1]
 
+    def row_prefix(self, sentence: str, e: Entity, text: str) -> tuple[Any, str | None]:
+        """``(prefix, shared)``: the ids the options of ``e`` are scored after (``text`` is
+        :meth:`prompt_text`), and the shared text run once as a key-value cache (``None``
+        without the prefix cache). The text is tokenised in two parts (the shared instruction
+        and demonstration, then the rest) in both modes, so that the cached prefix changes
+        nothing."""
+        shared, rest = self.split_shared(text)
+        p_ids = self.lm.tokenizer(rest, add_special_tokens=False)["input_ids"]
+        if not self.prefix_cache:
+            return self.shared_ids(shared) + p_ids, None
+        return p_ids, shared
+
     def score_rows(self, rows: list[tuple[list[int], list[int]]], shared: str | None = None) -> list[float]:
         """Summed (or mean) log-probability of each row's continuation ids after its prefix ids
         (``shared``: a text that precedes every row, run once and reused as a key-value cache;
@@ -307,18 +322,14 @@ class LocalChooser:
                 jobs.append((qi, ei, key))
                 orders = [e.options] + ([e.options[::-1]] if self.both_orders else [])
                 for order in orders:
-                    if order is not e.options:
-                        text = self.prompt_text(q.sentence, Entity(e.source, e.text, order, e.original))
-                    # the text is tokenised in two parts (the shared instruction and demonstration,
-                    # then the rest) in both modes, so that the cached prefix changes nothing
-                    shared, rest = self.split_shared(text)
-                    p_ids = tok(rest, add_special_tokens=False)["input_ids"]
-                    if not self.prefix_cache:
-                        p_ids = self.shared_ids(shared) + p_ids
+                    ent = e if order is e.options else Entity(e.source, e.text, order, e.original)
+                    if ent is not e:
+                        text = self.prompt_text(q.sentence, ent)
+                    prefix, shared = self.row_prefix(q.sentence, ent, text)
                     for o in e.options:
-                        rows.append((p_ids, tok(" " + label_name(o), add_special_tokens=False)["input_ids"]))
+                        rows.append((prefix, tok(" " + label_name(o), add_special_tokens=False)["input_ids"]))
                         owners.append((len(jobs) - 1, o))
-        scores = self.score_rows(rows, shared if self.prefix_cache else None) if rows else []
+        scores = self.score_rows(rows, shared) if rows else []
         sums: list[dict[str, list[float]]] = [{} for _ in jobs]
         for (j, o), s in zip(owners, scores):
             sums[j].setdefault(o, []).append(s)
@@ -331,6 +342,86 @@ class LocalChooser:
             extras[qi]["scores"][ei] = sc
             self._store(key, {"choice": best, "scores": sc})
         return [(results[k], extras[k]) for k in range(len(questions))]
+
+
+class Seq2SeqChooser(LocalChooser):
+    """Constrained multiple choice with a local encoder-decoder LM (T5, Flan-T5): the prompt
+    with only the entity (the tokenizer's special tokens added: T5's final ``</s>``) is the
+    encoder input, and each option is scored by the decoder's log-probability of its tokens
+    after ``"<source> : <span> ->"`` (from the config's decoder start token). The encoder runs
+    once per entity and its output serves every option; no chat template, no prefix cache
+    (the encoder reads the whole prompt at once). Everything else (``score``,
+    ``both_orders``, batching under a token budget, the answer cache) is
+    :class:`LocalChooser`'s."""
+
+    def __init__(self, lm, **kwargs):
+        kwargs["chat"] = False
+        kwargs["prefix_cache"] = False
+        super().__init__(lm, **kwargs)
+        from nertools.align.generative import _decoder_start
+
+        self.start = _decoder_start(lm.model)
+        if self.start is None:
+            from nertools.errors import NertoolsError
+
+            raise NertoolsError(f"model {lm.name!r}: the encoder-decoder config has no decoder_start_token_id")
+
+    def row_prefix(self, sentence: str, e: Entity, text: str) -> tuple[Any, None]:
+        """``((encoder ids, decoder lead ids), None)``."""
+        tok = self.lm.tokenizer
+        enc = list(tok(render_prompt(Question(sentence, [e])))["input_ids"])
+        lead = list(tok(f"{label_name(e.source)} : {e.text} ->", add_special_tokens=False)["input_ids"])
+        return (enc, lead), None
+
+    def score_rows(self, rows, shared: str | None = None) -> list[float]:
+        """Summed (or mean) log-probability of each row's option ids, the decoder having read
+        the start token and the row's lead ids, the encoder the row's prompt."""
+        import torch
+        from transformers.modeling_outputs import BaseModelOutput
+
+        from nertools.runtime.batching import pack_by_token_budget, pad_batch
+
+        model, dev = self.lm.model, self.lm.device
+        out = [0.0] * len(rows)
+        lengths = [len(p[0]) + len(p[1]) + len(c) for p, c in rows]
+        for batch in pack_by_token_budget(lengths, self.batch_tokens):
+            slot: dict[int, int] = {}          # one encoder row per distinct prompt of the batch
+            prompts = []
+            for i in batch:
+                if id(rows[i][0]) not in slot:
+                    slot[id(rows[i][0])] = len(prompts)
+                    prompts.append(rows[i][0][0])
+            which = torch.tensor([slot[id(rows[i][0])] for i in batch], device=dev)
+            enc_ids, enc_mask = pad_batch(prompts, self.pad_id, side="right", device=dev)
+            dec = [[self.start] + rows[i][0][1] + rows[i][1][:-1] for i in batch]
+            dec_ids, dec_mask = pad_batch(dec, self.pad_id, side="right", device=dev)
+            with torch.no_grad():
+                hidden = model.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
+                logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[which]),
+                               attention_mask=enc_mask[which], decoder_input_ids=dec_ids,
+                               decoder_attention_mask=dec_mask).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for r, i in enumerate(batch):
+                (_enc, lead), c = rows[i]
+                pos = torch.arange(len(lead), len(lead) + len(c), device=logp.device)
+                vals = logp[r, pos, torch.tensor(c, device=logp.device)]
+                out[i] = float(vals.sum() if self.score == "sum" else vals.mean())
+        self.rows_scored += len(rows)
+        return out
+
+
+def local_chooser(lm, **kwargs) -> LocalChooser:
+    """The constrained chooser for a loaded model: :class:`Seq2SeqChooser` for an
+    encoder-decoder, :class:`LocalChooser` for a causal LM; anything else is refused."""
+    from nertools.errors import NertoolsError
+    from nertools.runtime.models import CAUSAL, SEQ2SEQ
+
+    if lm.kind == SEQ2SEQ:
+        return Seq2SeqChooser(lm, **kwargs)
+    if lm.kind != CAUSAL:
+        raise NertoolsError(f"model {lm.name!r} is a {lm.kind} model; ner-align choose needs a causal or "
+                            "encoder-decoder LM")
+    return LocalChooser(lm, **kwargs)
 
 
 # ----------------------------------------------------------------------------- the stream

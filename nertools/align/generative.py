@@ -10,8 +10,9 @@ Two architectures, told apart by the model's config (``is_encoder_decoder``):
 * **seq2seq** (encoder-decoder, any ``AutoModelForSeq2SeqLM``: Flan-T5, the paper's backbone;
   tested on T5). The prompt, with the tokenizer's own special tokens (T5: a final EOS), is
   the encoder input (its last ``max_prompt`` tokens); the labels are the answer tokens and
-  EOS, and the model builds its decoder input from them (the config's ``decoder_start_token_id``). Prediction: greedy
-  decoding from the decoder start, right padding of the encoder input.
+  EOS, and the model builds its decoder input from them (the config's
+  ``decoder_start_token_id``). Prediction: greedy decoding from the decoder start, right
+  padding of the encoder input.
 
 Both: answers longer than ``max_answer`` are cut (counted); generation is batched by a token
 budget (:func:`nertools.runtime.batching.pack_by_token_budget`) and padded by

@@ -220,6 +220,14 @@ def names_cmd(source_labels, target_labels, output, model, llm, descriptions, mi
     _log(table.summary(), prog)
 
 
+def _chooser_kind(model: str) -> str | None:
+    """``seq2seq`` for an encoder-decoder config (T5), else ``None`` (load_lm tells masked from
+    causal, and ner-align choose refuses a masked LM)."""
+    from nertools.runtime.models import SEQ2SEQ, load_config
+
+    return SEQ2SEQ if getattr(load_config(model), "is_encoder_decoder", False) else None
+
+
 class _LazyLocal:
     """Loads the local model at the first question (a stream without ambiguous spans needs none)."""
 
@@ -248,7 +256,8 @@ class _LazyLocal:
               help="Keep spans whose source type has no candidate target (default: drop them, counted).")
 @click.option("--backend", type=click.Choice(["local", "openai"]), default="local", show_default=True)
 @click.option("--model", default=None,
-              help="local: causal LM (name, folder, GGUF file or alias: smollm2-135m); openai: the endpoint's model.")
+              help="local: a causal or encoder-decoder (T5) LM (name, folder, GGUF file or alias: smollm2-135m); "
+                   "openai: the endpoint's model.")
 @click.option("--score", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
               help="local: an option's score is the sum (or mean) of its tokens' log-probabilities.")
 @click.option("--both-orders", is_flag=True,
@@ -277,13 +286,14 @@ def choose_cmd(input, output, table_file, from_source, direct, types, keep_uncov
     Only spans whose source type has two or more candidates are asked about; a single
     candidate is assigned directly; a source type without candidates (or unknown to the
     table) drops the span unless --keep-uncovered. openai: one request per sentence, free
-    generation parsed to an option; local: each option scored by log-probability. An answer
+    generation parsed to an option; local: each option scored by log-probability (a causal
+    LM after the prompt, an encoder-decoder such as Flan-T5 in its decoder). An answer
     outside the options keeps the original label (outcome "invalid"). Each handled span gets
     "align_choice" {original, options, outcome, scores|answer}; the counts go to stderr.
     Answers are cached (openai: the client's cache; local: --cache-dir or
     ~/.cache/nertools/align-choose; --no-cache: none).
     """
-    from nertools.align.choose import ChooseStats, LocalChooser, ServedChooser, choose, default_cache_dir
+    from nertools.align.choose import ChooseStats, ServedChooser, choose, default_cache_dir
     from nertools.align.table import load_table
     from nertools.core.jsonl import read_records
     from nertools.runtime.progress import progress
@@ -306,17 +316,15 @@ def choose_cmd(input, output, table_file, from_source, direct, types, keep_uncov
         chooser = ServedChooser(cfg, concurrency=concurrency, log=lambda m: _log(m, prog))
     elif not direct:
         def make():
-            from nertools.runtime.models import CAUSAL, load_lm, set_threads
+            from nertools.align.choose import local_chooser
+            from nertools.runtime.models import load_lm, set_threads
             from nertools.runtime.progress import quiet_transformers
-            from nertools.errors import NertoolsError
 
             set_threads(threads)
             quiet_transformers()
-            lm = load_lm(model, device=device, dtype=dtype)
-            if lm.kind != CAUSAL:
-                raise NertoolsError(f"model {model!r} is not a causal LM; ner-align choose needs one")
-            return LocalChooser(lm, batch_tokens=batch_tokens, score=score, both_orders=both_orders,
-                                cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+            lm = load_lm(model, device=device, dtype=dtype, kind=_chooser_kind(model))
+            return local_chooser(lm, batch_tokens=batch_tokens, score=score, both_orders=both_orders,
+                                 cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
 
         chooser = _LazyLocal(make)
     stats = ChooseStats()
